@@ -1,0 +1,1 @@
+"""Pure PyTorch networks, state-dict compatible with the official checkpoints."""
