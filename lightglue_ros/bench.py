@@ -1,0 +1,540 @@
+"""`lightglue-ros bench`: speed against the official reference code, and accuracy per backend.
+
+``bench frontend`` times, on the same frames and in the same process:
+  - ours, streaming adaptive: the FrontEnd as shipped (each frame extracted once, matched to the previous one,
+    early exit + pruning);
+  - ours, streaming full: the same with adaptive depth and width off (all 9 layers, no pruning);
+  - the reference pairwise pipeline: the official ALIKED + LightGlue used the way its API is used on a video,
+    both images of every pair extracted, then the matcher with its default settings;
+  - the reference matcher alone, adaptive and full, on features extracted beforehand (its own adaptive gain);
+  - ORB and SIFT through our FrontEnd;
+  - ALIKED extraction alone, ours against the reference.
+The reference runs in top-k mode with the same keypoint budget as ours, so both match the same number of points.
+Warm-up frames are not counted; per-frame times are pooled over the runs and summarised by the median.
+
+``bench accuracy`` runs the whole pipeline per backend (ATE/RPE with evo) and two-view pose AUC@5/10/20 on frame
+pairs (i, i+K) with GT relative poses, with the same PoseLib settings for every backend.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import evaluate
+
+WARMUP_FRAMES = 2
+
+
+# ---------------------------------------------------------------------------------------------------- records
+
+@dataclass
+class Timing:
+    """Per-frame samples of one configuration (pooled over runs)."""
+
+    extract: list = field(default_factory=list)
+    match: list = field(default_factory=list)
+    total: list = field(default_factory=list)
+    stop_layer: list = field(default_factory=list)
+    pruned_frac: list = field(default_factory=list)
+    matches: list = field(default_factory=list)
+    keypoints: list = field(default_factory=list)
+
+
+@dataclass
+class BenchRow:
+    name: str
+    extract_ms: Optional[float]  # median per frame
+    match_ms: Optional[float]
+    total_ms: Optional[float]
+    stop_layer: Optional[float]  # mean; None where the backend has no layers
+    pruned_frac: Optional[float]  # mean fraction of keypoints pruned
+    fps: Optional[float]
+    matches: Optional[float]  # mean matches per frame pair
+    keypoints: Optional[float]
+    speedup_vs_ref: Optional[float] = None  # reference pairwise total / this total
+    samples: int = 0
+    note: str = ""
+
+
+def _median(xs) -> Optional[float]:
+    return float(statistics.median(xs)) if xs else None
+
+
+def _mean(xs) -> Optional[float]:
+    return float(np.mean(xs)) if xs else None
+
+
+def row_from(name: str, t: Timing, note: str = "") -> BenchRow:
+    total = _median(t.total)
+    return BenchRow(name=name, extract_ms=_median(t.extract), match_ms=_median(t.match), total_ms=total,
+                    stop_layer=_mean(t.stop_layer), pruned_frac=_mean(t.pruned_frac),
+                    fps=1000.0 / total if total else None, matches=_mean(t.matches), keypoints=_mean(t.keypoints),
+                    samples=len(t.total), note=note)
+
+
+# ---------------------------------------------------------------------------------------------------- machine
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from .cli import UserError
+
+        raise UserError("--device cuda: torch sees no CUDA device here (use --device cpu or auto)")
+    return device
+
+
+def machine_info(device: str) -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "device": device}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _sync(device: str) -> None:
+    """CUDA is asynchronous: without a sync the clock stops before the kernels do."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------------------------- frames
+
+def load_frames(source: str, max_frames: Optional[int], resize: Optional[int]) -> tuple[list, str]:
+    """RGB uint8 frames of a source (native size unless ``resize`` = long side in pixels)."""
+    import cv2
+
+    from .datasets import open_sequence
+
+    seq = open_sequence(source, max_frames=max_frames)
+    frames = []
+    for f in seq:
+        if f.image is None:
+            continue
+        img = f.image
+        if img.dtype != np.uint8:  # 16-bit mono: scale to 8 bits as the front end would
+            img = (img.astype(np.float32) * (255.0 / max(float(img.max()), 1.0))).astype(np.uint8)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        if resize:
+            h, w = img.shape[:2]
+            s = resize / max(h, w)
+            img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        frames.append(np.ascontiguousarray(img))
+    return frames, seq.name
+
+
+# ---------------------------------------------------------------------------------------------------- ours
+
+def bench_streaming(frames: list, cfg, runs: int) -> Timing:
+    """FrontEnd.track over the frames; the first frame of each run only seeds the reference (not counted)."""
+    from .frontend import FrontEnd
+
+    fe = FrontEnd(cfg)
+    for img in frames[:WARMUP_FRAMES]:  # weights, allocator, kernels: paid once, not per frame
+        fe.track(img)
+    t = Timing()
+    for _ in range(runs):
+        fe.reset()
+        for i, img in enumerate(frames):
+            tr = fe.track(img, stamp=float(i))
+            if i == 0 or tr.is_first:
+                continue
+            tel = tr.telemetry
+            t.extract.append(tel.extract_ms)
+            t.match.append(tel.match_ms)
+            t.total.append(tel.total_ms)
+            t.matches.append(tr.num_matches)
+            t.keypoints.append(tel.keypoints1)
+            if tel.stop_layer > 0:
+                t.stop_layer.append(tel.stop_layer)
+                n = tel.keypoints0 + tel.keypoints1
+                t.pruned_frac.append((tel.pruned0 + tel.pruned1) / n if n else 0.0)
+    return t
+
+
+def _image_tensor(img: np.ndarray, device: str):
+    """RGB uint8 HxWx3 -> 1x3xHxW float in [0, 1]: the same conversion the reference extraction gets."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div(255.0)[None]
+    return t.to(device)
+
+
+def bench_our_extraction(frames: list, cfg, runs: int) -> Timing:
+    """Our ALIKED alone (no matcher preparation, no front-end bookkeeping), like `reference_extract`."""
+    import torch
+
+    from .frontend import FrontEnd
+
+    fe = FrontEnd(cfg)
+    backend = fe.backend
+    device = str(fe.device.type)
+    fp16 = fe.dtype == torch.float16
+
+    def once(img):
+        _sync(device)
+        t0 = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=fp16):
+            feats = backend.extractor.extract(_image_tensor(img, device))
+            feats.keypoints.cpu()  # results on the host, as the reference's caller would use them
+        _sync(device)
+        return (time.perf_counter() - t0) * 1e3
+
+    for img in frames[:WARMUP_FRAMES]:
+        once(img)
+    t = Timing()
+    for _ in range(runs):
+        for img in frames:
+            t.extract.append(once(img))
+            t.total.append(t.extract[-1])
+    return t
+
+
+# ---------------------------------------------------------------------------------------------------- reference
+
+@dataclass
+class Reference:
+    ref: object  # namespace from bench_reference.load_reference()
+    aliked: object
+    matcher: object  # defaults (adaptive)
+    matcher_full: object  # depth_confidence = width_confidence = -1
+    extract: Callable
+    match: Callable
+    device: str
+
+
+def load_reference(max_keypoints: int, device: str, precision: str) -> tuple[Optional[Reference], str]:
+    """The official models, or (None, why not)."""
+    try:
+        from . import bench_reference as br
+
+        ref = br.load_reference()
+    except Exception as exc:  # not installed / not importable: the bench still runs our side
+        return None, f"reference not available ({type(exc).__name__}: {exc})"
+    mp = precision == "fp16" and device == "cuda"
+    # top-k mode (detection_threshold -1): exactly max_keypoints per image, like our front end.
+    aliked = ref.ALIKED(max_num_keypoints=max_keypoints, detection_threshold=-1).eval().to(device)
+    matcher = ref.LightGlue(features="aliked", mp=mp).eval().to(device)
+    full = ref.LightGlue(features="aliked", mp=mp, depth_confidence=-1, width_confidence=-1).eval().to(device)
+    return Reference(ref, aliked, matcher, full, br.reference_extract, br.reference_match, device), ref.note
+
+
+def _stop_and_prune(out: dict) -> tuple[int, float]:
+    stop = int(out.get("stop", 0) or 0)
+    p0, p1 = out.get("prune0"), out.get("prune1")
+    if p0 is None or p1 is None:
+        return stop, 0.0
+    # prune0/1 count, per point, 1 + the pruning steps it survived. Kept points share the maximum; a point below
+    # it was pruned. (Comparing with `stop` is wrong on CUDA below the pruning threshold, where nothing counts.)
+    n_pruned = sum(int((p < p.max()).sum()) for p in (p0, p1) if len(p))
+    return stop, n_pruned / max(1, len(p0) + len(p1))
+
+
+def bench_reference_pairwise(frames: list, r: Reference, runs: int) -> Timing:
+    """Official API on a video: for every pair, extract both images, then match."""
+    def pair(i):
+        _sync(r.device)
+        t0 = time.perf_counter()
+        f0 = r.extract(r.aliked, frames[i - 1], device=r.device)
+        f1 = r.extract(r.aliked, frames[i], device=r.device)
+        _sync(r.device)
+        t1 = time.perf_counter()
+        out = r.match(r.matcher, f0, f1)
+        _sync(r.device)
+        t2 = time.perf_counter()
+        return f1, out, (t1 - t0) * 1e3, (t2 - t1) * 1e3
+
+    for i in range(1, min(len(frames), WARMUP_FRAMES + 1)):
+        pair(i)
+    t = Timing()
+    for _ in range(runs):
+        for i in range(1, len(frames)):
+            f1, out, ext, mat = pair(i)
+            _record_ref(t, out, f1, ext, mat)
+    return t
+
+
+def _record_ref(t: Timing, out: dict, f1: dict, ext: Optional[float], mat: float) -> None:
+    stop, pruned = _stop_and_prune(out)
+    if ext is not None:
+        t.extract.append(ext)
+    t.match.append(mat)
+    t.total.append((ext or 0.0) + mat)
+    t.stop_layer.append(stop)
+    t.pruned_frac.append(pruned)
+    t.matches.append(int(len(out["matches"])))
+    t.keypoints.append(int(len(f1["keypoints"])))
+
+
+def bench_reference_matcher(frames: list, r: Reference, runs: int) -> tuple[Timing, Timing, Timing]:
+    """Reference extraction alone per frame, then its matcher alone (adaptive and full) on those features."""
+    ext_t = Timing()
+    feats = []
+    for img in frames[:WARMUP_FRAMES]:
+        r.extract(r.aliked, img, device=r.device)
+    for run in range(runs):
+        for img in frames:
+            _sync(r.device)
+            t0 = time.perf_counter()
+            f = r.extract(r.aliked, img, device=r.device)
+            _sync(r.device)
+            ext_t.extract.append((time.perf_counter() - t0) * 1e3)
+            ext_t.total.append(ext_t.extract[-1])
+            if run == 0:
+                feats.append(f)
+    timings = []
+    for matcher in (r.matcher, r.matcher_full):
+        for i in range(1, min(len(feats), WARMUP_FRAMES + 1)):
+            r.match(matcher, feats[i - 1], feats[i])
+        t = Timing()
+        for _ in range(runs):
+            for i in range(1, len(feats)):
+                _sync(r.device)
+                t0 = time.perf_counter()
+                out = r.match(matcher, feats[i - 1], feats[i])
+                _sync(r.device)
+                _record_ref(t, out, feats[i], None, (time.perf_counter() - t0) * 1e3)
+        timings.append(t)
+    return ext_t, timings[0], timings[1]
+
+
+# ---------------------------------------------------------------------------------------------------- frontend
+
+def run_frontend_bench(args) -> dict:
+    from .cli import UserError
+    from .frontend import FrontEndConfig
+
+    device = resolve_device(args.device)
+    frames, name = load_frames(args.source, args.max_frames, args.resize)
+    if len(frames) < 2:
+        raise UserError(f"bench frontend needs at least 2 readable frames, {args.source} gave {len(frames)}")
+    h, w = frames[0].shape[:2]
+    base = FrontEndConfig(max_keypoints=args.max_keypoints, device=device, precision=args.precision,
+                          detection_threshold=0.0)
+    rows: list[BenchRow] = []
+    configs = [("ours streaming adaptive", base),
+               ("ours streaming full", dataclasses.replace(base, depth_confidence=-1, width_confidence=-1))]
+    ours = {}
+    for label, cfg in configs:
+        ours[label] = bench_streaming(frames, cfg, args.runs)
+        rows.append(row_from(label, ours[label], "extract once per frame, match to previous"))
+    ref, note = (None, "reference skipped (--no-reference)") if args.no_reference else \
+        load_reference(args.max_keypoints, device, args.precision)
+    extraction = {"ours_ms": _median(bench_our_extraction(frames, base, args.runs).extract)}
+    if ref is not None:
+        pw = bench_reference_pairwise(frames, ref, args.runs)
+        rows.append(row_from("reference pairwise", pw, "official API: extract both frames per pair, match"))
+        ext_t, ad, full = bench_reference_matcher(frames, ref, args.runs)
+        rows.append(row_from("reference matcher adaptive", ad, "matcher alone, features precomputed"))
+        rows.append(row_from("reference matcher full", full, "matcher alone, depth/width confidence -1"))
+        extraction["reference_ms"] = _median(ext_t.extract)
+    for backend in ("orb", "sift"):
+        t = bench_streaming(frames, dataclasses.replace(base, backend=backend), args.runs)
+        rows.append(row_from(backend, t, "OpenCV, same front end"))
+    ref_total = next((r.total_ms for r in rows if r.name == "reference pairwise"), None)
+    for r in rows:
+        if ref_total and r.total_ms:
+            r.speedup_vs_ref = ref_total / r.total_ms
+    if extraction.get("reference_ms") and extraction.get("ours_ms"):
+        extraction["speedup"] = extraction["reference_ms"] / extraction["ours_ms"]
+    return {"source": args.source, "sequence": name, "frames": len(frames), "size": [w, h],
+            "max_keypoints": args.max_keypoints, "runs": args.runs, "warmup_frames": WARMUP_FRAMES,
+            "precision": args.precision, "machine": machine_info(device), "reference_note": note,
+            "rows": [dataclasses.asdict(r) for r in rows], "extraction": extraction,
+            "adaptive_gain": _adaptive_gain(rows)}
+
+
+def _adaptive_gain(rows: list) -> dict:
+    """Matching time full / adaptive, ours and the reference's: how much early exit + pruning buy each."""
+    by = {r.name: r for r in rows}
+
+    def ratio(full, adaptive):
+        a, f = by.get(adaptive), by.get(full)
+        return f.match_ms / a.match_ms if a and f and a.match_ms and f.match_ms else None
+
+    return {"ours": ratio("ours streaming full", "ours streaming adaptive"),
+            "reference": ratio("reference matcher full", "reference matcher adaptive")}
+
+
+def _fmt(v, spec: str = ".1f", none: str = "-") -> str:
+    return none if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def format_frontend(res: dict) -> str:
+    m = res["machine"]
+    lines = [
+        f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), torch {m['torch']} with "
+        f"{m['torch_threads']} threads, device {m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else ""),
+        f"{res['reference_note']}",
+        f"{res['sequence']}: {res['frames']} frames {res['size'][0]}x{res['size'][1]}, max {res['max_keypoints']} "
+        f"keypoints, {res['runs']} run(s), {res['warmup_frames']} warm-up frames not counted; median ms per frame",
+        f"{'configuration':<28}{'extract':>9}{'match':>9}{'total':>9}{'stop':>6}{'pruned':>8}{'fps':>8}"
+        f"{'matches':>9}{'x ref':>7}",
+    ]
+    for r in res["rows"]:
+        lines.append(f"{r['name']:<28}{_fmt(r['extract_ms']):>9}{_fmt(r['match_ms']):>9}{_fmt(r['total_ms']):>9}"
+                     f"{_fmt(r['stop_layer']):>6}{_fmt(r['pruned_frac'], '.0%'):>8}{_fmt(r['fps']):>8}"
+                     f"{_fmt(r['matches'], '.0f'):>9}{_fmt(r['speedup_vs_ref'], '.2f'):>7}")
+    ex = res["extraction"]
+    lines.append(f"ALIKED extraction alone: ours {_fmt(ex.get('ours_ms'))} ms, reference "
+                 f"{_fmt(ex.get('reference_ms'))} ms" + (f" ({ex['speedup']:.2f}x)" if ex.get("speedup") else ""))
+    g = res["adaptive_gain"]
+    lines.append(f"adaptive matching gain (full / adaptive match ms): ours {_fmt(g['ours'], '.2f')}x, "
+                 f"reference {_fmt(g['reference'], '.2f')}x")
+    lines.append("x ref = reference pairwise total / this total (higher is faster)")
+    return "\n".join(lines)
+
+
+def cmd_frontend(args) -> int:
+    res = run_frontend_bench(args)
+    print(format_frontend(res))
+    if args.json:
+        evaluate.write_json(args.json, res)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- accuracy
+
+def _pair_errors(frames: list, fe, pose_cfg, gap: int) -> list[float]:
+    """Max(rotation, translation-direction) error in degrees for each pair (i, i+gap) with GT; inf on failure."""
+    from . import geometry
+
+    errors = []
+    for i in range(len(frames) - gap):
+        f0, f1 = frames[i], frames[i + gap]
+        if f0.gt_pose is None or f1.gt_pose is None or f0.image is None or f1.image is None:
+            continue
+        fe.reset()
+        fe.track(f0.image, stamp=f0.stamp)
+        tr = fe.track(f1.image, stamp=f1.stamp)
+        rel = geometry.relative_pose(tr.points0, tr.points1, f0.camera, f1.camera, pose_cfg) if tr.ok else None
+        if rel is None or not rel.ok:
+            errors.append(math.inf)  # as in the papers: a failed estimate is an infinite error
+            continue
+        T_0_1 = np.linalg.inv(f0.gt_pose) @ f1.gt_pose  # same convention as RelativePose.T_0_1
+        er, et = evaluate.angular_pose_error(rel.R, rel.t, T_0_1[:3, :3], T_0_1[:3, 3])
+        errors.append(max(er, et))
+    return errors
+
+
+def run_accuracy_bench(args) -> dict:
+    from .cli import UserError, evaluate_run, run_sequence
+    from .datasets import open_sequence
+    from .frontend import FrontEnd, FrontEndConfig
+    from .odometry import OdometryConfig
+    from .pipeline import PipelineConfig
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    bad = [b for b in backends if b not in ("lightglue", "orb", "sift")]
+    if bad or not backends:
+        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue,orb,sift")
+    seq = open_sequence(args.source, max_frames=args.max_frames)
+    if not seq.has_gt:
+        raise UserError(f"bench accuracy needs ground truth; {args.source} ({seq.kind}) has none")
+    frames = list(seq)
+    od = OdometryConfig()  # one PoseLib setting for every backend
+    results = []
+    for backend in backends:
+        fe_cfg = FrontEndConfig(backend=backend, max_keypoints=args.max_keypoints, device=args.device)
+        run = run_sequence(seq, PipelineConfig(frontend=fe_cfg, odometry=od), progress=not args.quiet, desc=backend)
+        res, why = evaluate_run(seq, run, out=None)
+        errors = _pair_errors(frames, FrontEnd(fe_cfg), od, args.pairs_gap)
+        auc = evaluate.pose_auc(errors, (5.0, 10.0, 20.0))
+        n_proc = sum(1 for r in run.rows if r["outcome"] == "processed")
+        results.append({"backend": backend, "frames": len(run.rows), "processed": n_proc, "poses": len(run.poses),
+                        "metrics": res.to_dict() if res else {"error": why}, "pairs": len(errors),
+                        "pair_failures": int(sum(1 for e in errors if not math.isfinite(e))),
+                        "auc": {"5": auc[0], "10": auc[1], "20": auc[2]},
+                        "median_pair_error_deg": _median([e for e in errors if math.isfinite(e)])})
+    return {"source": args.source, "sequence": seq.name, "frames": len(frames), "pairs_gap": args.pairs_gap,
+            "max_keypoints": args.max_keypoints, "odometry_config": dataclasses.asdict(od), "results": results}
+
+
+def format_accuracy(res: dict) -> str:
+    lines = [f"{res['sequence']}: {res['frames']} frames, pose AUC on pairs (i, i+{res['pairs_gap']}), "
+             f"same PoseLib settings for every backend",
+             f"{'backend':<10}{'proc':>6}{'ATE':>9}{'ATE%':>7}{'RPEt':>9}{'RPEr°':>8}{'AUC@5':>7}{'@10':>7}"
+             f"{'@20':>7}{'pairs':>7}{'fail':>6}"]
+    for r in res["results"]:
+        m = r["metrics"]
+        ape = (m.get("ape") or {}).get("rmse")
+        lines.append(f"{r['backend']:<10}{r['processed']:>6}{_fmt(ape, '.4f'):>9}{_fmt(m.get('ate_percent')):>7}"
+                     f"{_fmt((m.get('rpe_trans') or {}).get('rmse'), '.4f'):>9}"
+                     f"{_fmt((m.get('rpe_rot_deg') or {}).get('rmse'), '.3f'):>8}"
+                     f"{_fmt(r['auc']['5'], '.3f'):>7}{_fmt(r['auc']['10'], '.3f'):>7}{_fmt(r['auc']['20'], '.3f'):>7}"
+                     f"{r['pairs']:>7}{r['pair_failures']:>6}")
+        if "error" in m:
+            lines.append(f"  {r['backend']}: not evaluated: {m['error']}")
+    lines.append("ATE/RPE: evo, Sim(3) alignment (monocular); AUC: error = max(rotation, translation direction), deg")
+    return "\n".join(lines)
+
+
+def cmd_accuracy(args) -> int:
+    res = run_accuracy_bench(args)
+    print(format_accuracy(res))
+    if args.json:
+        evaluate.write_json(args.json, res)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- parser
+
+def add_parser(subparsers) -> None:
+    from .cli import _positive_int
+
+    p = subparsers.add_parser("bench", help="speed (frontend) and accuracy benchmarks",
+                              description="Benchmarks. See `bench frontend --help` and `bench accuracy --help`.")
+    sub = p.add_subparsers(dest="bench_command", metavar="WHAT", parser_class=type(p))
+    sub.required = True
+
+    f = sub.add_parser("frontend", help="time our front end against the official reference",
+                       description=__doc__.split("``bench accuracy``")[0].strip())
+    f.add_argument("source", metavar="SOURCE", help="any `run` source, e.g. synthetic:width=1226,height=370")
+    f.add_argument("--max-frames", type=_positive_int, default=20, metavar="N", help="frames to use (20)")
+    f.add_argument("--max-keypoints", type=_positive_int, default=1024, metavar="N", help="keypoints (1024)")
+    f.add_argument("--runs", type=_positive_int, default=3, metavar="R", help="passes over the frames (3)")
+    f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    f.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto")
+    f.add_argument("--resize", type=_positive_int, metavar="PX", help="resize the long side (default: native)")
+    f.add_argument("--no-reference", action="store_true", help="skip the official reference")
+    f.add_argument("--json", metavar="FILE", help="write all numbers as JSON")
+    f.set_defaults(func=cmd_frontend)
+
+    a = sub.add_parser("accuracy", help="ATE/RPE and pose AUC per backend on a source with ground truth",
+                       description="For each backend: the pipeline over SOURCE evaluated with evo (ATE, RPE), and "
+                                   "two-view pose AUC@5/10/20 deg on pairs (i, i+K) against GT relative poses "
+                                   "(error = max(rotation, translation direction); failures count as infinite).")
+    a.add_argument("source", metavar="SOURCE")
+    a.add_argument("--backends", default="lightglue,sift,orb", help="comma-separated (lightglue,sift,orb)")
+    a.add_argument("--max-frames", type=_positive_int, metavar="N")
+    a.add_argument("--max-keypoints", type=_positive_int, default=1024, metavar="N")
+    a.add_argument("--pairs-gap", type=_positive_int, default=1, metavar="K", help="pair frame i with i+K (1)")
+    a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    a.add_argument("--json", metavar="FILE")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_accuracy)

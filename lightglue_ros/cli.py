@@ -1,0 +1,554 @@
+"""`lightglue-ros`: the offline tools. No ROS here; everything runs on datasets and image files.
+
+    lightglue-ros run SOURCE --out DIR      odometry over a sequence -> trajectory.tum, frames.csv, summary.json
+    lightglue-ros eval TRAJ GT              evo APE/RPE of a TUM trajectory (see evaluate.py)
+    lightglue-ros pair IMG0 IMG1 ...        match two images, print the relative pose
+    lightglue-ros bench frontend|accuracy   speed against the official reference / accuracy per backend
+
+User mistakes (bad path, unknown layout, bad flag value) end in one ``error: ...`` line on stderr and exit code 2,
+never a traceback; bugs still raise, so they are not hidden behind a friendly line.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import evaluate
+from .types import FAILED, OUTCOMES, PROCESSED, FrameOutcome
+
+PROG = "lightglue-ros"
+BACKENDS = ("lightglue", "orb", "sift")
+
+#: frames.csv columns, in order (documented in the README of the run command's --help).
+FRAME_COLUMNS = ("index", "stamp", "outcome", "reason", "keypoints", "matches", "inliers", "stop_layer", "pruned",
+                 "extract_ms", "match_ms", "pose_ms", "total_ms", "state")
+
+
+class UserError(Exception):
+    """A mistake in the command line or the inputs; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus a message; we print one line that names the fix (the --help of the command)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
+def _user_error_types() -> tuple:
+    """Exception types that mean 'the user gave us something wrong', collected from the modules that raise them."""
+    types: list = [UserError, evaluate.EvaluationError]
+    for mod, name in (("lightglue_ros.datasets", "DatasetError"), ("lightglue_ros.models.weights", "WeightsError"),
+                      ("lightglue_ros.frontend", "FrontEndError")):
+        try:
+            module = __import__(mod, fromlist=[name])
+            types.append(getattr(module, name))
+        except Exception:  # module not there (yet): nothing of it can be raised either
+            pass
+    return tuple(types)
+
+
+# ---------------------------------------------------------------------------------------------------- config
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optional[int] = None) -> None:
+    p.add_argument("--backend", choices=BACKENDS, help="feature backend (default: lightglue = ALIKED + LightGlue)")
+    p.add_argument("--max-keypoints", type=_positive_int, default=max_keypoints_default, metavar="N",
+                   help="keypoints per frame (default 1024)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16"), help="network precision (fp16: CUDA only)")
+    p.add_argument("--depth-confidence", type=float, metavar="C",
+                   help="LightGlue early exit (default 0.95; -1 runs all layers)")
+    p.add_argument("--width-confidence", type=float, metavar="C",
+                   help="LightGlue point pruning (default 0.99; -1 disables)")
+
+
+_FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "device": "device",
+                   "precision": "precision", "depth_confidence": "depth_confidence",
+                   "width_confidence": "width_confidence"}
+
+
+def frontend_config_from_args(args, base=None):
+    from .frontend import FrontEndConfig
+
+    cfg = base if base is not None else FrontEndConfig()
+    changes = {f: getattr(args, a) for a, f in _FRONTEND_FLAGS.items() if getattr(args, a, None) is not None}
+    return dataclasses.replace(cfg, **changes)
+
+
+def _coerce(section: str, key: str, value, default):
+    """YAML value -> the type of the dataclass default; a wrong type is the user's mistake, said plainly."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"config: {section}.{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(default, str) and isinstance(value, str):
+        return value
+    if default is None or isinstance(default, (list, tuple, dict)):
+        return value
+    raise UserError(f"config: {section}.{key} must be a {type(default).__name__}, got {value!r}")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_config_file(path: str, frontend, odometry):
+    """Apply a YAML file onto the two configs.
+
+    Accepted shapes: ``{frontend: {...}, odometry: {...}}``, flat keys (each goes to whichever config has that
+    field, the front end first), dotted keys (``frontend.max_keypoints``), and a ROS 2 parameter file
+    (``node_name: {ros__parameters: {...}}``), so the node's YAML can be reused offline.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config {p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config {p}: expected a mapping of settings at the top level")
+    for v in list(data.values()):  # ROS 2 parameter file: node -> ros__parameters -> params
+        if isinstance(v, dict) and "ros__parameters" in v:
+            data = v["ros__parameters"]
+            break
+    fe_fields = {f.name: f for f in dataclasses.fields(frontend)}
+    od_fields = {f.name: f for f in dataclasses.fields(odometry)}
+    fe_changes, od_changes, unknown = {}, {}, []
+    for key, value in _flatten(data).items():
+        section, _, name = key.rpartition(".")
+        if section in ("", "frontend") and name in fe_fields:
+            fe_changes[name] = _coerce("frontend", name, value, getattr(frontend, name))
+        elif section in ("", "odometry") and name in od_fields:
+            od_changes[name] = _coerce("odometry", name, value, getattr(odometry, name))
+        else:
+            unknown.append(key)
+    if unknown:
+        raise UserError(f"config {p}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return dataclasses.replace(frontend, **fe_changes), dataclasses.replace(odometry, **od_changes)
+
+
+def pipeline_config_from_args(args):
+    """Defaults <- YAML file (--config) <- command-line flags, in that order of precedence (flags win)."""
+    from .frontend import FrontEndConfig
+    from .odometry import OdometryConfig
+    from .pipeline import PipelineConfig
+
+    fe, od = FrontEndConfig(), OdometryConfig()
+    if getattr(args, "config", None):
+        fe, od = load_config_file(args.config, fe, od)
+    fe = frontend_config_from_args(args, fe)
+    od_changes = {}
+    if getattr(args, "ransac_threshold", None) is not None:
+        od_changes["ransac_threshold_px"] = args.ransac_threshold
+    if getattr(args, "depth", False):
+        od_changes["use_depth"] = True
+    od = dataclasses.replace(od, **od_changes)
+    return PipelineConfig(frontend=fe, odometry=od)
+
+
+def config_dict(cfg) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+# ---------------------------------------------------------------------------------------------------- run
+
+@dataclass
+class RunResult:
+    rows: list  # one dict per frame (FRAME_COLUMNS)
+    stamps: list  # stamps of the frames with a pose
+    poses: list  # 4x4 T_world_cam of those frames
+    wall_s: float
+    metric: bool  # the odometry produced metric translation (RGB-D)
+    outcomes: list = field(default_factory=list)
+
+
+def _reason_key(reason: str) -> str:
+    """Counting key of a reason: the part before the first ':' (details after it differ per frame)."""
+    return reason.split(":", 1)[0].strip()
+
+
+def frame_row(index: int, outcome: FrameOutcome) -> dict:
+    tr, od = outcome.track, outcome.odometry
+    tel = tr.telemetry if tr is not None else None
+    return {
+        "index": index,
+        "stamp": f"{outcome.stamp:.9f}",
+        "outcome": outcome.outcome,
+        "reason": outcome.reason,
+        "keypoints": tel.keypoints1 if tel is not None else 0,
+        "matches": tr.num_matches if tr is not None else 0,
+        "inliers": od.inliers if od is not None else 0,
+        "stop_layer": tel.stop_layer if tel is not None else 0,
+        "pruned": (tel.pruned0 + tel.pruned1) if tel is not None else 0,
+        "extract_ms": round(outcome.extract_ms, 3),
+        "match_ms": round(outcome.match_ms, 3),
+        "pose_ms": round(outcome.pose_ms, 3),
+        "total_ms": round(outcome.total_ms, 3),
+        "state": od.state if od is not None else "",
+    }
+
+
+def process_frame(pipeline, frame) -> FrameOutcome:
+    """One frame through the pipeline; a frame the reader could not read is `failed` here, with its reason."""
+    if frame.image is None or frame.error:
+        return FrameOutcome(stamp=float(frame.stamp), outcome=FAILED,
+                            reason=f"unreadable: {frame.error or 'no image'}")
+    return pipeline.process(frame.image, frame.camera, frame.stamp, depth=frame.depth)
+
+
+def run_sequence(seq, pipeline_cfg, progress: bool = True, desc: str = "") -> RunResult:
+    from tqdm import tqdm
+
+    from .pipeline import Pipeline
+
+    pipeline = Pipeline(pipeline_cfg)
+    rows, stamps, poses, outcomes, metric = [], [], [], [], False
+    # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI), on otherwise.
+    bar = tqdm(total=len(seq), desc=desc or getattr(seq, "name", ""), unit="frame", file=sys.stderr,
+               disable=None if progress else True, leave=False)
+    t0 = time.perf_counter()
+    for i, frame in enumerate(seq):
+        outcome = process_frame(pipeline, frame)
+        rows.append(frame_row(i, outcome))
+        outcomes.append(outcome)
+        od = outcome.odometry
+        if od is not None and od.pose is not None and np.all(np.isfinite(od.pose)):
+            stamps.append(float(outcome.stamp))
+            poses.append(np.asarray(od.pose, dtype=float))
+            metric = metric or bool(od.metric)
+        bar.update(1)
+    bar.close()
+    return RunResult(rows=rows, stamps=stamps, poses=poses, wall_s=time.perf_counter() - t0, metric=metric,
+                     outcomes=outcomes)
+
+
+def write_frames_csv(path: Path, rows: Sequence[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FRAME_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _mean(values) -> Optional[float]:
+    vals = [float(v) for v in values]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarize(run: RunResult) -> dict:
+    rows = run.rows
+    n = len(rows)
+    by_outcome = Counter(r["outcome"] for r in rows)
+    reasons = {o: dict(Counter(_reason_key(r["reason"]) or "ok" for r in rows if r["outcome"] == o))
+               for o in OUTCOMES}
+    processed = [r for r in rows if r["outcome"] == PROCESSED]
+    busy_ms = sum(r["total_ms"] for r in rows)
+    return {
+        "frames": n,
+        "poses": len(run.poses),
+        "outcomes": {o: by_outcome.get(o, 0) for o in OUTCOMES},
+        "reasons": reasons,
+        "wall_s": run.wall_s,
+        "fps_wall": n / run.wall_s if run.wall_s > 0 else None,  # with reading and decoding images
+        "fps_pipeline": n / (busy_ms / 1000.0) if busy_ms > 0 else None,  # pipeline time only
+        "mean_stop_layer": _mean(r["stop_layer"] for r in rows if r["stop_layer"] > 0),
+        "mean_pruned": _mean(r["pruned"] for r in rows if r["stop_layer"] > 0),
+        "mean_keypoints": _mean(r["keypoints"] for r in rows if r["keypoints"] > 0),
+        "mean_matches": _mean(r["matches"] for r in processed),
+        "mean_inliers": _mean(r["inliers"] for r in processed),
+        "mean_ms": {k: _mean(r[k] for r in rows if r["total_ms"] > 0)
+                    for k in ("extract_ms", "match_ms", "pose_ms", "total_ms")},
+        "metric_translation": run.metric,
+    }
+
+
+def open_source(args):
+    from .datasets import open_sequence
+
+    kwargs = dict(use_depth=bool(getattr(args, "depth", False)), stride=getattr(args, "stride", 1) or 1,
+                  max_frames=getattr(args, "max_frames", None))
+    for name in ("image_topic", "info_topic", "depth_topic"):
+        if getattr(args, name, None):
+            kwargs[name] = getattr(args, name)
+    if getattr(args, "intrinsics", None):
+        kwargs["intrinsics"] = tuple(args.intrinsics)
+    return open_sequence(args.source, **kwargs)
+
+
+def evaluate_run(seq, run: RunResult, out: Optional[Path] = None, plot: bool = True):
+    """Evaluate a run against the sequence's GT (and write groundtruth.tum / trajectory.png into ``out``)."""
+    gt = seq.ground_truth()
+    if not gt:
+        raise UserError(f"source {seq.name} has no ground-truth poses")
+    gt_stamps, gt_poses = [s for s, _ in gt], [T for _, T in gt]
+    if out is not None:
+        evaluate.write_tum(out / "groundtruth.tum", gt_stamps, gt_poses)
+    if len(run.poses) < 3:
+        return None, f"only {len(run.poses)} estimated poses: nothing to evaluate"
+    mono = not (run.metric and getattr(seq, "metric_gt", False))
+    try:
+        res, est_a, gt_a = evaluate.evaluate(evaluate.trajectory_from_poses(run.stamps, run.poses, "estimate"),
+                                             evaluate.trajectory_from_poses(gt_stamps, gt_poses, "groundtruth"),
+                                             mono=mono)
+    except evaluate.EvaluationError as exc:
+        return None, str(exc)
+    if out is not None and plot:
+        evaluate.plot_topdown(out / "trajectory.png", est_a, gt_a, title=seq.name)
+    return res, ""
+
+
+def cmd_run(args) -> int:
+    cfg = pipeline_config_from_args(args)
+    seq = open_source(args)
+    if args.gt and not seq.has_gt:
+        raise UserError(f"--gt: source {args.source} ({seq.kind}) has no ground truth")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = run_sequence(seq, cfg, progress=not args.quiet)
+    evaluate.write_tum(out / "trajectory.tum", run.stamps, run.poses)
+    write_frames_csv(out / "frames.csv", run.rows)
+    summary = {"source": str(args.source), "sequence": {"name": seq.name, "kind": seq.kind, "frames": len(seq),
+                                                        "has_depth": seq.has_depth, "has_gt": seq.has_gt},
+               **summarize(run), "config": config_dict(cfg), "metrics": None}
+    if args.gt:
+        res, why = evaluate_run(seq, run, out)
+        summary["metrics"] = res.to_dict() if res is not None else {"error": why}
+    evaluate.write_json(out / "summary.json", summary)
+    _print_run(summary, out)
+    return 0
+
+
+def _print_run(s: dict, out: Path) -> None:
+    o = s["outcomes"]
+    fps = s["fps_pipeline"]
+    print(f"{s['frames']} frames: {o['processed']} processed, {o['skipped']} skipped, {o['failed']} failed; "
+          f"{s['poses']} poses; {fps:.1f} frames/s (pipeline)" if fps else f"{s['frames']} frames")
+    for outcome in ("skipped", "failed"):
+        if s["reasons"].get(outcome):
+            print(f"  {outcome}: " + ", ".join(f"{k} x{v}" for k, v in s["reasons"][outcome].items()))
+    m = s.get("metrics")
+    if m and "ape" in m:
+        print(f"ATE rmse {m['ape']['rmse']:.4f} ({m['alignment']}, {m['ate_percent']:.2f} % of path), "
+              f"RPE trans rmse {m['rpe_trans']['rmse']:.4f}, RPE rot rmse {m['rpe_rot_deg']['rmse']:.3f} deg, "
+              f"scale {m['scale']:.4f}")
+    elif m:
+        print(f"not evaluated: {m.get('error')}")
+    print(f"wrote {out}/trajectory.tum, frames.csv, summary.json")
+
+
+def add_run_parser(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run the odometry over a sequence and write trajectory.tum, frames.csv, summary.json",
+        description="Runs the pipeline over SOURCE. SOURCE: an image folder, a TUM / KITTI / EuRoC sequence folder, "
+                    "a rosbag2, or synthetic[:frames=..,width=..,height=..,seed=..,motion=..]. Writes DIR/"
+                    "trajectory.tum (stamp tx ty tz qx qy qz qw, camera pose in the first camera's frame), "
+                    f"DIR/frames.csv (one row per frame: {', '.join(FRAME_COLUMNS)}) and DIR/summary.json.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    add_frontend_args(p)
+    p.add_argument("--ransac-threshold", type=float, metavar="PX", help="PoseLib RANSAC threshold in pixels")
+    p.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="use every K-th frame")
+    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    p.add_argument("--depth", action="store_true", help="use the depth images (RGB-D: metric odometry)")
+    p.add_argument("--gt", action="store_true", help="evaluate against the source's ground truth right away")
+    p.add_argument("--config", metavar="FILE.yaml", help="settings file (frontend:/odometry: sections); flags win")
+    p.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                   help="camera intrinsics for sources without calibration (image folders)")
+    p.add_argument("--image-topic", help="rosbag2: image topic")
+    p.add_argument("--info-topic", help="rosbag2: CameraInfo topic")
+    p.add_argument("--depth-topic", help="rosbag2: depth topic")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+
+# ---------------------------------------------------------------------------------------------------- pair
+
+def read_image_rgb(path: str) -> np.ndarray:
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"image not found: {p}")
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UserError(f"cannot read image {p} (not an image, or a format OpenCV does not know)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _camera(intr: Sequence[float], image: np.ndarray):
+    from .types import Camera
+
+    fx, fy, cx, cy = (float(v) for v in intr)
+    if fx <= 0 or fy <= 0:
+        raise UserError(f"intrinsics: fx and fy must be positive, got {fx} {fy}")
+    h, w = image.shape[:2]
+    return Camera.pinhole(w, h, fx, fy, cx, cy)
+
+
+def match_pair(img0, img1, cam0, cam1, fe_cfg, od_cfg=None):
+    """Front end on two images + PoseLib relative pose. Returns (TrackResult, RelativePose)."""
+    from . import geometry
+    from .frontend import FrontEnd
+    from .odometry import OdometryConfig
+
+    fe = FrontEnd(dataclasses.replace(fe_cfg, auto_promote=True))
+    fe.track(img0, stamp=0.0)
+    tr = fe.track(img1, stamp=1.0)
+    if not tr.ok:
+        raise UserError(f"matching failed: {tr.reason}")
+    rel = geometry.relative_pose(tr.points0, tr.points1, cam0, cam1, od_cfg or OdometryConfig())
+    return tr, rel
+
+
+def cmd_pair(args) -> int:
+    img0, img1 = read_image_rgb(args.img0), read_image_rgb(args.img1)
+    cam0 = _camera(args.intrinsics, img0)
+    cam1 = _camera(args.intrinsics1 or args.intrinsics, img1)
+    fe_cfg = frontend_config_from_args(args)
+    tr, rel = match_pair(img0, img1, cam0, cam1, fe_cfg)
+    inl = int(rel.num_inliers) if rel.ok else 0
+    R = np.asarray(rel.R, dtype=float) if rel.ok else None
+    t = np.asarray(rel.t, dtype=float).reshape(3) if rel.ok else None
+    tel = tr.telemetry
+    print(f"{len(tr.kpts0)} / {len(tr.kpts1)} keypoints, {tr.num_matches} matches, {inl} inliers, "
+          f"stop layer {tel.stop_layer}/{tel.n_layers}, pruned {tel.pruned0 + tel.pruned1}, "
+          f"extract {tel.extract_ms:.1f} ms, match {tel.match_ms:.1f} ms ({fe_cfg.backend}, {tel.device})")
+    if rel.ok:
+        print("R (x1 = R x0 + t):")
+        for row in R:
+            print("  " + " ".join(f"{v:+.6f}" for v in row))
+        print("t (unit length): " + " ".join(f"{v:+.6f}" for v in t))
+    else:
+        print(f"no relative pose: {rel.reason}")
+    if args.plot:
+        inlier_mask = np.asarray(rel.inliers, dtype=bool) if rel.ok and rel.inliers is not None else None
+        plot_matches(args.plot, img0, img1, tr.points0, tr.points1, inlier_mask,
+                     title=f"{tr.num_matches} matches, {inl} inliers")
+    if args.json:
+        payload = {"R": R.tolist() if R is not None else None, "t": t.tolist() if t is not None else None,
+                   "matches": tr.num_matches, "inliers": inl, "stop_layer": int(tel.stop_layer),
+                   "keypoints": [len(tr.kpts0), len(tr.kpts1)], "ok": bool(rel.ok), "reason": rel.reason or ""}
+        print(json.dumps(payload))
+    return 0
+
+
+def plot_matches(path, img0, img1, pts0, pts1, inliers=None, title: str = "") -> None:
+    """Both images side by side, one line per match: green inliers, red outliers (all green without a mask)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = max(img0.shape[0], img1.shape[0])
+    canvas = np.zeros((h, img0.shape[1] + img1.shape[1], 3), np.uint8)
+    for x0, img in ((0, img0), (img0.shape[1], img1)):
+        rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
+        canvas[: img.shape[0], x0: x0 + img.shape[1]] = rgb
+    fig, ax = plt.subplots(figsize=(12, 12 * h / canvas.shape[1] + 0.5))
+    ax.imshow(canvas)
+    ok = np.ones(len(pts0), bool) if inliers is None or len(inliers) != len(pts0) else inliers
+    for good, colour in ((False, "tab:red"), (True, "lime")):
+        sel = ok == good
+        xs = np.stack([pts0[sel, 0], pts1[sel, 0] + img0.shape[1]])
+        ys = np.stack([pts0[sel, 1], pts1[sel, 1]])
+        ax.plot(xs, ys, "-", color=colour, linewidth=0.6, alpha=0.8)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(path), dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def add_pair_parser(sub) -> None:
+    p = sub.add_parser("pair", help="match two images and print their relative pose",
+                       description="Extracts and matches IMG0 and IMG1 with the front end, estimates the relative "
+                                   "pose with PoseLib (x1 = R x0 + t, |t| = 1) and prints matches, inliers and the "
+                                   "LightGlue stop layer. --json adds one JSON object on the last line.")
+    p.add_argument("img0", metavar="IMG0")
+    p.add_argument("img1", metavar="IMG1")
+    p.add_argument("--intrinsics", type=float, nargs=4, required=True, metavar=("FX", "FY", "CX", "CY"),
+                   help="pinhole intrinsics of IMG0 (and IMG1 unless --intrinsics1)")
+    p.add_argument("--intrinsics1", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                   help="intrinsics of IMG1 when they differ")
+    add_frontend_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object (R, t, matches, inliers, stop_layer)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the matches side by side")
+    p.set_defaults(func=cmd_pair)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="LightGlue visual odometry, offline tools (no ROS needed).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    add_run_parser(sub)
+    evaluate.add_parser(sub)
+    add_pair_parser(sub)
+    from . import bench
+
+    bench.add_parser(sub)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    user_errors = _user_error_types()
+    try:
+        return int(args.func(args) or 0)
+    except user_errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
