@@ -600,8 +600,14 @@ def _open_euroc(root: Path, use_depth: bool, intrinsics: Optional[IntrinsicsSpec
     entries = []
     with open(cam_dir / "data.csv", newline="") as f:
         for row in csv.reader(f):
-            if row and not row[0].lstrip().startswith("#"):
+            if not row or row[0].lstrip().startswith("#"):
+                continue
+            try:
                 entries.append((int(row[0]) * 1e-9, cam_dir / "data" / row[1].strip()))
+            except (ValueError, IndexError):
+                raise DatasetError(f"{cam_dir / 'data.csv'}: line {','.join(row)!r} is not 'timestamp_ns,filename'")
+    if not entries:
+        raise DatasetError(f"{cam_dir / 'data.csv'} lists no images")
     paths = [p for _, p in entries]
     camera = _with_size(camera, paths, str(cam_dir))
     stamps = [t for t, _ in entries]
@@ -907,6 +913,11 @@ class BagSequence(Sequence):
             frame.image = compressed_from_msg(msg) if conn.msgtype.endswith("CompressedImage") else image_from_msg(msg)
         except ValueError as err:
             frame.error = f"unreadable image on {conn.topic} at {frame.stamp:.6f}: {err}"
+            return frame
+        if camera is not None and camera.width == 0:  # intrinsics='fx fy cx cy': the size comes from the image
+            frame.camera = replace(camera, width=frame.image.shape[1], height=frame.image.shape[0])
+            if self.camera is camera:
+                self.camera = self.fixed_camera = frame.camera
         return frame
 
     def _with_depth(self, frame: Frame, depths: deque) -> Frame:
@@ -941,6 +952,19 @@ def detect_layout(path: Path) -> str:
     raise DatasetError(f"{path}: unknown dataset layout (no images found); {LAYOUTS_HELP}")
 
 
+def _bag_path(path: Path) -> Path:
+    """What rosbags opens: the bag folder (with metadata.yaml), or the one storage file of a folder without it."""
+    if path.name == "metadata.yaml":
+        return path.parent
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        files = sorted([*path.glob("*.db3"), *path.glob("*.mcap")])
+        if len(files) != 1:
+            raise DatasetError(f"{path}: no metadata.yaml and {len(files)} storage files "
+                               f"({', '.join(f.name for f in files)}); give one .db3/.mcap file")
+        return files[0]
+    return path
+
+
 def open_sequence(source: str, *, use_depth: bool = False, stride: int = 1, max_frames: Optional[int] = None,
                   image_topic: Optional[str] = None, info_topic: Optional[str] = None,
                   depth_topic: Optional[str] = None, intrinsics: Optional[IntrinsicsSpec] = None) -> Sequence:
@@ -955,14 +979,16 @@ def open_sequence(source: str, *, use_depth: bool = False, stride: int = 1, max_
     sel = {"stride": int(stride), "max_frames": None if max_frames is None else int(max_frames)}
     source = str(source)
     if source == "synthetic" or source.startswith("synthetic:"):
+        if intrinsics is not None:
+            raise DatasetError("the synthetic scene has its own exact intrinsics; drop intrinsics= "
+                               "(set width/height in 'synthetic:width=..,height=..')")
         return SyntheticSequence(parse_synthetic(source, use_depth), **sel)
     path = Path(source).expanduser()
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     layout = detect_layout(path)
     if layout == "rosbag2":
-        bag = path.parent if path.name == "metadata.yaml" else path
-        return BagSequence(bag, use_depth=use_depth, image_topic=image_topic, info_topic=info_topic,
+        return BagSequence(_bag_path(path), use_depth=use_depth, image_topic=image_topic, info_topic=info_topic,
                            depth_topic=depth_topic, intrinsics=intrinsics, **sel)
     if layout == "euroc":
         if image_topic is None and path.parent.name == "mav0":  # given mav0/cam1: read that camera

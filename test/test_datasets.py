@@ -254,6 +254,8 @@ def test_user_mistakes_raise_clear_errors(tmp_path):
         open_sequence("synthetic:franes=3")
     with pytest.raises(DatasetError, match="motion"):
         open_sequence("synthetic:motion=teleport")
+    with pytest.raises(DatasetError, match="intrinsics"):
+        open_sequence("synthetic", intrinsics="1 1 1 1")
 
 
 def test_poses_at_interpolates_and_associates():
@@ -365,6 +367,7 @@ def test_rosbag2_raw_images_camera_info_and_depth(tmp_path, frames):
     sub = open_sequence(str(bag), stride=2, max_frames=2, intrinsics="300 300 80 60")
     sub_frames = list(sub)
     assert [f.index for f in sub_frames] == [0, 2] and len(sub) == 2 and sub_frames[1].camera.fx == 300
+    assert (sub_frames[1].camera.width, sub_frames[1].camera.height) == (W, H)
     assert sub_frames[0].depth is None
     with pytest.raises(DatasetError, match="/cam/image_raw"):  # names what the bag has
         open_sequence(str(bag), image_topic="/front/image")
@@ -389,7 +392,10 @@ def test_rosbag2_compressed_mcap(tmp_path, frames):
         open_sequence(str(bag))
     assert "/front/image_raw/compressed" in str(err.value) and "/rear/image_raw" in str(err.value)
     mcap_file = next(bag.glob("*.mcap"))
-    for source in (bag, mcap_file):  # the bag folder or the storage file itself
+    loose = tmp_path / "loose"  # a storage file in a folder without metadata.yaml
+    loose.mkdir()
+    (loose / mcap_file.name).write_bytes(mcap_file.read_bytes())
+    for source in (bag, mcap_file, loose):  # the bag folder, the storage file, a folder with only that file
         seq = open_sequence(str(source), image_topic="/front/image_raw/compressed")
         assert seq.info_topic == "/front/camera_info" and len(seq) == 4
         got = list(seq)
@@ -413,3 +419,19 @@ def test_image_msg_decoding_honours_step_and_endianness():
     short = SimpleNamespace(encoding="rgb8", is_bigendian=0, width=W, height=H, step=3 * W, data=np.zeros(10, np.uint8))
     with pytest.raises(ValueError, match="short"):
         image_from_msg(short)
+
+
+def test_depth_msg_decoding():
+    from lightglue_ros.datasets import depth_from_msg
+
+    mm = (np.arange(W * H, dtype=np.uint16).reshape(H, W) % 5000) + 1
+    png = cv2.imencode(".png", mm)[1].tobytes()
+    comp = SimpleNamespace(__msgtype__="sensor_msgs/msg/CompressedImage", format="16UC1; compressedDepth png",
+                           data=np.frombuffer(b"\0" * 12 + png, np.uint8))  # 12-byte compressedDepth header
+    np.testing.assert_allclose(depth_from_msg(comp), mm / 1000.0, rtol=1e-6)
+    metres = np.full((H, W), 1.5, np.float32)
+    metres[0, 0] = np.nan
+    raw = SimpleNamespace(__msgtype__="sensor_msgs/msg/Image", encoding="32FC1", is_bigendian=0, width=W, height=H,
+                          step=4 * W, data=metres.view(np.uint8).ravel())
+    out = depth_from_msg(raw)
+    assert out.dtype == np.float32 and np.isnan(out[0, 0]) and out[1, 1] == 1.5
