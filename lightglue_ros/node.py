@@ -1,0 +1,855 @@
+"""ROS 2 node ``lightglue_matcher``: camera in, odometry / TF / path / matches / diagnostics out.
+
+A thin adapter around `pipeline.Pipeline`: it converts messages (`conversions`), hands the newest frame to one
+worker thread, and publishes what the pipeline returns. No vision or geometry is decided here.
+
+Frames: ``odom`` is the base frame at the first image. The pipeline's poses are ``T_world_cam`` with world = the
+first camera optical frame; the node publishes ``T_odom_base = T_base_cam . T_world_cam . T_base_cam^-1``, with
+``T_base_cam`` (camera-to-base extrinsic) from TF when tf2_ros imports, else from the ``camera_to_base``
+parameter (identity when ``base_frame`` is the image's frame). Covariances go through the same transform.
+
+Real time: subscription callbacks only store messages. One worker thread processes the newest frame; a frame
+replaced before the worker took it is counted as skipped (reason ``dropped``). Every received image ends in
+exactly one outcome (processed / skipped / failed, with a reason), counted in /diagnostics.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from . import conversions as conv
+from .frontend import FrontEndConfig
+from .odometry import OdometryConfig
+from .types import FAILED, LOST, PROCESSED, SKIPPED, Camera, FrameOutcome
+
+NODE_NAME = "lightglue_matcher"
+
+# ------------------------------------------------------------------------------------------------ parameters
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: where it goes, its default, its description and its valid values."""
+
+    name: str
+    default: Any
+    description: str
+    target: str = "node"  # node | frontend | odometry
+    field: str = ""  # config field name when it differs from the parameter name
+    covers: str = ""  # "odometry.use_depth": a node parameter that also stands for this core field
+    lo: Optional[float] = None  # inclusive numeric range (declared as an Integer/FloatingPointRange)
+    hi: Optional[float] = None
+    choices: Tuple[str, ...] = ()
+
+    @property
+    def config_field(self) -> str:
+        return self.field or self.name
+
+
+_BIG = 1_000_000_000
+
+#: The node's own parameters (the front end / odometry ones follow from their config dataclasses below).
+NODE_PARAMS: Tuple[ParamSpec, ...] = (
+    ParamSpec("odom_frame", "odom", "Frame of the published pose (odom origin = base pose at the first image)."),
+    ParamSpec("base_frame", "base_link", "Child frame of odom: the robot body the camera is mounted on."),
+    ParamSpec("camera_frame", "camera_optical_frame",
+              "Camera optical frame used when an image header has an empty frame_id."),
+    ParamSpec("publish_tf", True, "Broadcast the odom_frame -> base_frame transform."),
+    ParamSpec("publish_when_lost", True,
+              "While tracking is lost: true publishes odom with inflated covariance, false publishes nothing."),
+    ParamSpec("qos", "sensor_data", "Input QoS: sensor_data (best effort) or reliable. A reliable subscriber "
+              "never hears a best-effort camera.", choices=("sensor_data", "reliable")),
+    ParamSpec("queue_size", 5, "History depth of the input subscriptions.", lo=1, hi=100),
+    ParamSpec("image_transport", "raw", "raw: subscribe sensor_msgs/Image on 'image'; compressed: "
+              "sensor_msgs/CompressedImage on 'image/compressed'.", choices=("raw", "compressed")),
+    ParamSpec("use_depth", False, "RGB-D mode: subscribe 'depth' (16UC1 mm or 32FC1 m, registered to the image), "
+              "pair it by stamp and estimate metric odometry.", covers="odometry.use_depth"),
+    ParamSpec("sync_slop", 0.02, "Largest image/depth stamp difference paired (s).", lo=0.0, hi=1.0),
+    ParamSpec("path_max_length", 1000, "Poses kept in the published path (0 = no path).", lo=0, hi=_BIG),
+    ParamSpec("max_image_size", 0, "Longer image side processed (px); larger frames are resized, intrinsics "
+              "scaled and keypoints scaled back (0 = full size).", lo=0, hi=16384),
+    ParamSpec("camera_to_base", list(conv.OPTICAL_TO_BODY_XYZQ),
+              "Pose of the camera optical frame in base_frame, x y z qx qy qz qw, used when TF has none "
+              "(default: forward-looking camera at the base origin, REP-103 optical -> body)."),
+    ParamSpec("tf_timeout", 1.0, "Seconds to wait for the camera->base TF (tf2_ros only) before falling back "
+              "to camera_to_base.", lo=0.0, hi=60.0),
+    ParamSpec("mask_file", "", "Mono image file, non-zero = ignore (robot body), the size of the camera image; "
+              "applied by the node so it follows max_image_size.", covers="frontend.static_mask"),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", lo=0.05, hi=3600.0),
+)
+
+#: Descriptions and ranges of the front end's fields (FrontEndConfig). Defaults come from the dataclass.
+FRONTEND_DOCS: Dict[str, Tuple[str, Optional[float], Optional[float], Tuple[str, ...]]] = {
+    "backend": ("Matcher: lightglue (ALIKED + LightGlue), orb or sift.", None, None, ("lightglue", "orb", "sift")),
+    "max_keypoints": ("Keypoints per frame (top-k; -1 = all above detection_threshold).", -1, 100000, ()),
+    "detection_threshold": ("ALIKED score threshold (0 = top-k mode).", 0.0, 1.0, ()),
+    "nms_radius": ("ALIKED non-maximum suppression radius (px).", 0, 32, ()),
+    "aliked_model": ("ALIKED variant.", None, None, ("aliked-t16", "aliked-n16", "aliked-n16rot", "aliked-n32")),
+    "depth_confidence": ("LightGlue adaptive depth (early exit) confidence; -1 disables.", -1.0, 1.0, ()),
+    "width_confidence": ("LightGlue adaptive width (point pruning) confidence; -1 disables.", -1.0, 1.0, ()),
+    "filter_threshold": ("Minimum match score kept.", 0.0, 1.0, ()),
+    "device": ("Torch device: auto, cpu or cuda.", None, None, ("auto", "cpu", "cuda")),
+    "precision": ("Inference precision: auto, fp32 or fp16 (CUDA only).", None, None, ("auto", "fp32", "fp16")),
+    "num_threads": ("Torch CPU threads (0 = torch default).", 0, 256, ()),
+    "weights": ("LightGlue checkpoint path ('' = find the installed one).", None, None, ()),
+    "aliked_weights": ("ALIKED checkpoint path ('' = find the installed one).", None, None, ()),
+    "colour": ("Feed colour images to ALIKED (false: grey).", None, None, ()),
+    "specular_threshold": ("Ignore pixels at or above this brightness (0 = off).", 0, 255, ()),
+    "min_keypoints": ("Fewer keypoints than this in a frame: no matching (skipped with a reason).", 0, 100000, ()),
+    "auto_promote": ("Front end promotes every frame to reference (the odometry manages keyframes: keep false "
+                     "unless the pipeline says otherwise).", None, None, ()),
+    "ratio_test": ("ORB/SIFT: Lowe's ratio test threshold.", 0.0, 1.0, ()),
+}
+
+#: Descriptions and ranges of the odometry core's fields (OdometryConfig).
+ODOMETRY_DOCS: Dict[str, Tuple[str, Optional[float], Optional[float], Tuple[str, ...]]] = {
+    "ransac_threshold_px": ("RANSAC inlier threshold (px).", 0.01, 100.0, ()),
+    "ransac_confidence": ("RANSAC confidence.", 0.0, 1.0, ()),
+    "ransac_max_iterations": ("RANSAC iteration cap.", 1, 1000000, ()),
+    "min_matches": ("Fewer matches than this: no pose for the frame.", 5, 100000, ()),
+    "min_inliers": ("Fewer RANSAC inliers than this: no pose for the frame.", 5, 100000, ()),
+    "min_parallax_px": ("Median inlier flow below this: the camera is static, pose held.", 0.0, 1000.0, ()),
+    "keyframe_min_tracked": ("New keyframe when the fraction of keyframe points still matched drops below.",
+                             0.0, 1.0, ()),
+    "keyframe_min_inliers": ("New keyframe when inliers drop below.", 0, 100000, ()),
+    "keyframe_max_parallax_px": ("New keyframe when the median parallax grows past (px).", 0.0, 10000.0, ()),
+    "lost_after": ("Consecutive failed frames before the state becomes lost.", 1, 100000, ()),
+    "lost_policy": ("When lost: reset (re-initialise from the next good frame) or hold (keep the keyframe).",
+                    None, None, ("reset", "hold")),
+    "lost_covariance": ("Variance put on the pose covariance diagonal while lost (m^2, rad^2).", 0.0, 1e12, ()),
+    "min_depth": ("Nearest valid depth (m).", 0.0, 1000.0, ()),
+    "max_depth": ("Farthest valid depth (m).", 0.0, 1000.0, ()),
+    "depth_interpolation": ("Depth lookup at keypoints: nearest or bilinear.", None, None, ("nearest", "bilinear")),
+    "init_min_parallax_px": ("Monocular: rotation-compensated flow needed to initialise (px).", 0.0, 10000.0, ()),
+}
+
+
+def _config_specs(cls, docs, target: str, taken: set) -> List[ParamSpec]:
+    """One ParamSpec per dataclass field not already covered by a node parameter."""
+    specs = []
+    for f in dataclasses.fields(cls):
+        if f.name in taken:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        # A field added to the core without documentation here still becomes a parameter (tests flag it).
+        desc, lo, hi, choices = docs.get(f.name, (f"{cls.__name__}.{f.name} (undocumented)", None, None, ()))
+        specs.append(ParamSpec(f.name, default, desc, target=target, lo=lo, hi=hi, choices=choices))
+    return specs
+
+
+def parameter_table() -> List[ParamSpec]:
+    """Every parameter the node declares, in declaration order (the YAML lists the same, with defaults)."""
+    node = list(NODE_PARAMS)
+    fe_taken = {p.covers.split(".")[1] for p in node if p.covers.startswith("frontend.")}
+    od_taken = {p.covers.split(".")[1] for p in node if p.covers.startswith("odometry.")}
+    return (node + _config_specs(FrontEndConfig, FRONTEND_DOCS, "frontend", fe_taken)
+            + _config_specs(OdometryConfig, ODOMETRY_DOCS, "odometry", od_taken))
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=spec.name, description=spec.description, read_only=True)
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.lo is not None and isinstance(spec.default, bool) is False:
+        if isinstance(spec.default, int):
+            d.integer_range = [IntegerRange(from_value=int(spec.lo), to_value=int(spec.hi), step=1)]
+        elif isinstance(spec.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(spec.lo), to_value=float(spec.hi),
+                                                         step=0.0)]
+    return d
+
+
+class ParameterError(ValueError):
+    """A parameter value the node cannot start with."""
+
+
+def load_mask_file(path: str) -> Optional[np.ndarray]:
+    """mask_file -> HxW bool (True = ignore), None when unset; an unreadable file is a start-up error."""
+    if not path:
+        return None
+    import cv2
+
+    mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise ParameterError(f"parameter 'mask_file': cannot read '{path}' as an image")
+    return mask > 0
+
+
+@dataclass
+class NodeSettings:
+    odom_frame: str
+    base_frame: str
+    camera_frame: str
+    publish_tf: bool
+    publish_when_lost: bool
+    qos: str
+    queue_size: int
+    image_transport: str
+    use_depth: bool
+    sync_slop: float
+    path_max_length: int
+    max_image_size: int
+    camera_to_base: np.ndarray  # 4x4 T_base_cam
+    tf_timeout: float
+    mask_file: str
+    diagnostics_period: float
+
+
+def declare_all(node: Node) -> Dict[str, Any]:
+    """Declare every parameter (read-only, described, ranged); a bad value raises ParameterError."""
+    values = {}
+    for spec in parameter_table():
+        try:
+            values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+        except ParameterException as exc:
+            raise ParameterError(f"parameter '{spec.name}': {exc}") from exc
+        if spec.choices and values[spec.name] not in spec.choices:
+            raise ParameterError(f"parameter '{spec.name}' must be one of {', '.join(spec.choices)}; "
+                                 f"got '{values[spec.name]}'")
+    return values
+
+
+def build_configs(values: Dict[str, Any]) -> Tuple[NodeSettings, FrontEndConfig, OdometryConfig]:
+    """Split declared values into the node's settings and the core's configs."""
+    fe, od = {}, {}
+    for spec in parameter_table():
+        if spec.target == "frontend":
+            fe[spec.config_field] = values[spec.name]
+        elif spec.target == "odometry":
+            od[spec.config_field] = values[spec.name]
+    od["use_depth"] = values["use_depth"]  # one switch: subscribe depth and use it
+    fe["static_mask"] = ""  # mask_file is loaded by the node (it must be resized with the frame)
+    if values["min_depth"] >= values["max_depth"]:
+        raise ParameterError(f"min_depth ({values['min_depth']}) must be below max_depth ({values['max_depth']})")
+    try:
+        T_base_cam = conv.transform_from_xyzq(values["camera_to_base"])
+    except ValueError as exc:
+        raise ParameterError(f"parameter 'camera_to_base': {exc}") from exc
+    node_fields = {f.name for f in dataclasses.fields(NodeSettings)}
+    settings = NodeSettings(**{k: values[k] for k in node_fields if k != "camera_to_base"}, camera_to_base=T_base_cam)
+    return settings, FrontEndConfig(**fe), OdometryConfig(**od)
+
+
+# ------------------------------------------------------------------------------------------------ plumbing
+
+
+@dataclass
+class FrameInput:
+    """What the callbacks hand the worker: raw messages, converted by the worker (callbacks stay cheap)."""
+
+    image: Any  # Image or CompressedImage
+    depth: Optional[Image] = None
+    received: float = 0.0  # monotonic arrival time
+
+
+class StampPairer:
+    """Pairs each image with a depth image whose stamp is within ``slop`` (ApproximateTime for two topics).
+
+    message_filters is not installable from PyPI, and two streams from one RGB-D driver carry equal or nearly
+    equal stamps, so first-fit pairing is enough. Bounded: at most ``capacity`` of each kind wait.
+    Returns ``(pairs, evicted)``: evicted images will never be paired (an older image lost its chance when a
+    newer one paired; or the buffer overflowed).
+    """
+
+    def __init__(self, slop: float, capacity: int = 8):
+        self.slop = slop
+        self.images: Deque[Tuple[float, Any]] = collections.deque()
+        self.depths: Deque[Tuple[float, Any]] = collections.deque(maxlen=capacity)
+        self.capacity = capacity
+
+    def add_image(self, stamp: float, item: Any) -> Tuple[List[Tuple[Any, Any]], List[Any]]:
+        self.images.append((stamp, item))
+        evicted = []
+        while len(self.images) > self.capacity:
+            evicted.append(self.images.popleft()[1])
+        pairs, older = self._match()
+        return pairs, evicted + older
+
+    def add_depth(self, stamp: float, item: Any) -> Tuple[List[Tuple[Any, Any]], List[Any]]:
+        self.depths.append((stamp, item))
+        return self._match()
+
+    def _match(self) -> Tuple[List[Tuple[Any, Any]], List[Any]]:
+        """Pair the newest image that has a depth within slop; older waiting images are evicted."""
+        for i in range(len(self.images) - 1, -1, -1):
+            stamp, image = self.images[i]
+            best = min(range(len(self.depths)), key=lambda j: abs(self.depths[j][0] - stamp), default=None)
+            if best is None or abs(self.depths[best][0] - stamp) > self.slop:
+                continue
+            depth = self.depths[best][1]
+            evicted = [self.images[k][1] for k in range(i)]
+            for _ in range(i + 1):
+                self.images.popleft()
+            for _ in range(best + 1):  # this depth and older ones are used up
+                self.depths.popleft()
+            return [(image, depth)], evicted
+        return [], []
+
+
+class NewestSlot:
+    """One-frame mailbox: ``put`` replaces (and returns) the waiting frame; the worker ``take``s the newest."""
+
+    def __init__(self):
+        self._item = None
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, item) -> Optional[Any]:
+        with self._cond:
+            old, self._item = self._item, item
+            self._cond.notify()
+            return old
+
+    def take(self, timeout: float = 0.2) -> Optional[Any]:
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class OutcomeCounters:
+    """Thread-safe counts by outcome and reason, plus per-period sums for /diagnostics."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.received = 0
+        self.totals = collections.Counter()  # processed / skipped / failed
+        self.reasons = collections.Counter()  # "skipped.<reason>" / "failed.<reason>"
+        self.matches_images = 0
+        self.window = collections.Counter()  # sums since the last diagnostics message
+        self.state = "initializing"
+        self.device = ""
+        self.backend = ""
+
+    def count_received(self) -> None:
+        with self.lock:
+            self.received += 1
+            self.window["received"] += 1
+
+    def count(self, outcome: str, reason: str = "") -> None:
+        with self.lock:
+            self.totals[outcome] += 1
+            self.window[outcome] += 1
+            if outcome != PROCESSED:
+                self.reasons[f"{outcome}.{reason or 'unknown'}"] += 1
+
+    def add_telemetry(self, out: FrameOutcome) -> None:
+        with self.lock:
+            w = self.window
+            for key in ("extract_ms", "match_ms", "pose_ms", "total_ms"):
+                w[key] += getattr(out, key)
+            if out.track is not None:
+                tel = out.track.telemetry
+                w["timed"] += 1
+                w["stop_layer"] += tel.stop_layer
+                w["pruned"] += tel.pruned0 + tel.pruned1
+                w["keypoints"] += tel.keypoints0 + tel.keypoints1
+                w["matches"] += out.track.num_matches
+                self.device, self.backend = tel.device, tel.backend
+            if out.odometry is not None:
+                w["with_pose"] += 1
+                w["inliers"] += out.odometry.inliers
+                self.state = out.odometry.state
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(self.totals.values())
+
+    def snapshot(self) -> Tuple[int, collections.Counter, collections.Counter, collections.Counter]:
+        """(received, totals, reasons, window) and a fresh window."""
+        with self.lock:
+            window, self.window = self.window, collections.Counter()
+            return self.received, collections.Counter(self.totals), collections.Counter(self.reasons), window
+
+
+class CauseLog:
+    """Log each distinct cause once, then at most every ``period`` seconds with its count (no log floods)."""
+
+    def __init__(self, logger, period: float = 10.0):
+        self.logger, self.period = logger, period
+        self.last: Dict[str, float] = {}
+        self.counts = collections.Counter()
+
+    def __call__(self, cause: str, text: str, level: str = "warning") -> None:
+        self.counts[cause] += 1
+        now = time.monotonic()
+        if cause in self.last and now - self.last[cause] < self.period:
+            return
+        self.last[cause] = now
+        n = self.counts[cause]
+        getattr(self.logger, level)(text if n == 1 else f"{text} ({n} times so far)")
+
+
+class Extrinsic:
+    """T_base_cam: identity when base_frame is the camera frame, else TF (tf2_ros) or the parameter.
+
+    Latched once known: a camera mount does not move, and a changing extrinsic would make odometry jump.
+    """
+
+    def __init__(self, node: Node, settings: NodeSettings):
+        self.node, self.settings = node, settings
+        self.T: Optional[np.ndarray] = None
+        self.buffer = None
+        self.first_try: Optional[float] = None
+        try:
+            import tf2_ros
+
+            self.buffer = tf2_ros.Buffer()
+            self.listener = tf2_ros.TransformListener(self.buffer, node)
+        except ImportError:
+            pass
+
+    def get(self, camera_frame: str) -> Tuple[Optional[np.ndarray], str]:
+        """(T_base_cam, "") or (None, reason to skip the frame for now)."""
+        if self.T is not None:
+            return self.T, ""
+        if camera_frame == self.settings.base_frame:
+            self.T = np.eye(4)
+        elif self.buffer is None:
+            self.T = self.settings.camera_to_base
+        else:
+            self.T = self._from_tf(camera_frame)
+            if self.T is None:
+                return None, "waiting_for_extrinsic_tf"
+        return self.T, ""
+
+    def _from_tf(self, camera_frame: str) -> Optional[np.ndarray]:
+        from rclpy.time import Time
+
+        now = time.monotonic()
+        self.first_try = self.first_try or now
+        try:
+            tf = self.buffer.lookup_transform(self.settings.base_frame, camera_frame, Time())
+            return conv.transform_to_matrix(tf.transform)
+        except Exception as exc:  # noqa: BLE001 - tf2 raises several lookup exception types
+            if now - self.first_try < self.settings.tf_timeout:
+                return None
+            self.node.get_logger().warning(
+                f"no TF {self.settings.base_frame} <- {camera_frame} after {self.settings.tf_timeout:.1f} s "
+                f"({exc}); using parameter camera_to_base")
+            return self.settings.camera_to_base
+
+
+class TfOut:
+    """odom -> base TF: tf2_ros broadcaster, else a tf2_msgs/TFMessage on /tf, else nothing (logged once)."""
+
+    def __init__(self, node: Node):
+        self.send: Optional[Callable] = None
+        try:
+            import tf2_ros
+
+            broadcaster = tf2_ros.TransformBroadcaster(node)
+            self.send = broadcaster.sendTransform
+            return
+        except ImportError:
+            pass
+        try:
+            from tf2_msgs.msg import TFMessage
+
+            pub = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
+            self.send = lambda tf: pub.publish(TFMessage(transforms=[tf]))
+        except ImportError:
+            node.get_logger().info("tf2_ros and tf2_msgs are not installed: the odom -> base TF is not published")
+
+
+class ReferenceImages:
+    """Images the matches image may need: the current keyframe and a few recent frames, by stamp (bounded)."""
+
+    def __init__(self, recent: int = 4):
+        self.recent: Deque[Tuple[float, np.ndarray]] = collections.deque(maxlen=recent)
+        self.keyframe: Optional[Tuple[float, np.ndarray]] = None
+
+    def remember(self, stamp: float, image: np.ndarray, keyframe: bool) -> None:
+        self.recent.append((stamp, image))
+        if keyframe:
+            self.keyframe = (stamp, image)
+
+    def get(self, stamp: Optional[float]) -> Optional[np.ndarray]:
+        for s, img in ([self.keyframe] if self.keyframe else []) + list(self.recent):
+            if stamp is not None and abs(s - stamp) < 1e-9:
+                return img
+        return None
+
+    def clear(self) -> None:
+        self.recent.clear()
+        self.keyframe = None
+
+
+# ------------------------------------------------------------------------------------------------ the node
+
+
+def input_qos(settings: NodeSettings) -> QoSProfile:
+    if settings.qos == "sensor_data":
+        qos = QoSProfile(depth=settings.queue_size)
+        qos.reliability = qos_profile_sensor_data.reliability
+        qos.durability = qos_profile_sensor_data.durability
+        qos.history = HistoryPolicy.KEEP_LAST
+        return qos
+    return QoSProfile(depth=settings.queue_size, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class MatcherNode(Node):
+    """Subscribes image / camera_info / depth / mask; publishes odom, TF, path, matches, matches/image, diagnostics."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.settings, fe_cfg, od_cfg = build_configs(declare_all(self))
+        self._warn_unknown_overrides()
+        from .pipeline import Pipeline, PipelineConfig  # torch + weights load here: the slow part of start-up
+
+        try:
+            self.pipeline = Pipeline(PipelineConfig(frontend=fe_cfg, odometry=od_cfg))
+        except ValueError as exc:  # FrontEndError and config checks of the core
+            raise ParameterError(str(exc)) from exc
+        self.fe_cfg, self.od_cfg = fe_cfg, od_cfg
+        self.static_mask = load_mask_file(self.settings.mask_file)
+        self.log_cause = CauseLog(self.get_logger())
+        self.counters = OutcomeCounters()
+        self.slot = NewestSlot()
+        self.pairer = StampPairer(self.settings.sync_slop)
+        self.pair_lock = threading.Lock()
+        self.refs = ReferenceImages()
+        self.path: Deque = collections.deque(maxlen=max(1, self.settings.path_max_length))
+        self.camera_msg: Optional[CameraInfo] = None
+        self.camera: Optional[Camera] = None
+        self._camera_source: Optional[CameraInfo] = None
+        self.mask_msg: Optional[Image] = None
+        self.reset_requested = threading.Event()
+        self.stopping = threading.Event()
+        self.extrinsic = Extrinsic(self, self.settings)
+        self._last_diag = time.monotonic()
+        self._make_publishers()
+        self._make_subscriptions()
+        self.worker = threading.Thread(target=self._work, name="lightglue_worker", daemon=True)
+        self.worker.start()
+        self.get_logger().info(
+            f"ready: backend {fe_cfg.backend}, device {self.pipeline_device()}, "
+            f"{'RGB-D' if self.settings.use_depth else 'monocular'}, input QoS {self.settings.qos}, "
+            f"transport {self.settings.image_transport}")
+
+    # ---- set-up ------------------------------------------------------------------------------------------
+    def pipeline_device(self) -> str:
+        fe = getattr(self.pipeline, "frontend", None)
+        return getattr(fe, "device_name", "?")
+
+    def _warn_unknown_overrides(self) -> None:
+        known = {p.name for p in parameter_table()} | {"use_sim_time", "start_type_description_service"}
+        overrides = getattr(self, "_parameter_overrides", {}) or {}
+        for name in sorted(set(overrides) - known):
+            self.get_logger().warning(f"parameter '{name}' is not a {NODE_NAME} parameter and is ignored")
+
+    def _make_publishers(self) -> None:
+        out = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.odom_pub = self.create_publisher(Odometry, "odom", out)
+        self.path_pub = self.create_publisher(Path, "path", out)
+        self.cloud_pub = self.create_publisher(PointCloud2, "matches", out)
+        self.match_image_pub = self.create_publisher(Image, "matches/image", out)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", out)
+        self.tf_out = TfOut(self) if self.settings.publish_tf else None
+        self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
+        self.diag_timer = self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
+
+    def _make_subscriptions(self) -> None:
+        qos = input_qos(self.settings)
+        if self.settings.image_transport == "compressed":
+            self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
+        else:
+            self.create_subscription(Image, "image", self._on_image, qos)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        self.create_subscription(Image, "mask", self._on_mask, qos)
+        if self.settings.use_depth:
+            self.create_subscription(Image, "depth", self._on_depth, qos)
+
+    # ---- callbacks: store and return ---------------------------------------------------------------------
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera_msg = msg
+
+    def _on_mask(self, msg: Image) -> None:
+        self.mask_msg = msg
+
+    def _on_image(self, msg) -> None:
+        self.counters.count_received()
+        item = FrameInput(msg, received=time.monotonic())
+        if not self.settings.use_depth:
+            self._offer(item)
+            return
+        with self.pair_lock:
+            pairs, evicted = self.pairer.add_image(conv.stamp_to_sec(msg.header.stamp), item)
+        self._after_pairing(pairs, evicted)
+
+    def _on_depth(self, msg: Image) -> None:
+        with self.pair_lock:
+            pairs, evicted = self.pairer.add_depth(conv.stamp_to_sec(msg.header.stamp), msg)
+        self._after_pairing(pairs, evicted)
+
+    def _after_pairing(self, pairs, evicted) -> None:
+        for _ in evicted:
+            self._finish(SKIPPED, "no_depth_within_sync_slop")
+        for image, depth in pairs:
+            image.depth = depth
+            self._offer(image)
+
+    def _offer(self, item: FrameInput) -> None:
+        if self.slot.put(item) is not None:
+            self._finish(SKIPPED, "dropped")  # the worker was busy: the newer frame wins
+
+    def _on_reset(self, request, response):
+        # Applied by the worker before its next frame, so the service never waits for a running inference.
+        self.reset_requested.set()
+        response.success = True
+        response.message = "odometry reset requested: tracking restarts at the next frame, the pose continues"
+        return response
+
+    # ---- worker ------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self.stopping.is_set():
+            item = self.slot.take()
+            if item is None:
+                continue
+            try:
+                self._handle(item)
+            except Exception as exc:  # noqa: BLE001 - the node must survive anything one frame does
+                if self.stopping.is_set():
+                    return
+                self._finish(FAILED, f"exception:{type(exc).__name__}")
+                self.log_cause(f"exc:{type(exc).__name__}", f"frame failed: {type(exc).__name__}: {exc}", "error")
+
+    def _handle(self, item: FrameInput) -> None:
+        if self.reset_requested.is_set():
+            self.reset_requested.clear()
+            self.pipeline.reset("reset service")
+            self.refs.clear()
+            self.get_logger().info("odometry reset (service)")
+        header = item.image.header
+        frame = self._convert(item)
+        if frame is None:
+            return
+        image, camera, depth, mask, frame_id = frame
+        T_base_cam, why = self.extrinsic.get(frame_id)
+        if T_base_cam is None:
+            self._finish(SKIPPED, why)
+            return
+        small = conv.limit_size(image, camera, depth, mask, self.settings.max_image_size)
+        stamp = conv.stamp_to_sec(header.stamp)
+        out = self.pipeline.process(small.image, small.camera, stamp, depth=small.depth, mask=small.mask)
+        self.counters.add_telemetry(out)
+        if out.outcome == PROCESSED:
+            self._publish(out, small, header, frame_id, T_base_cam)
+        else:
+            self.log_cause(f"{out.outcome}:{out.reason}", f"frame {out.outcome}: {out.reason}", "info")
+        self._finish(out.outcome, out.reason)
+
+    def _convert(self, item: FrameInput):
+        """Messages -> arrays, or None after counting the frame's outcome."""
+        msg = item.image
+        try:
+            image = (conv.compressed_to_numpy(msg) if isinstance(msg, CompressedImage) else conv.image_to_numpy(msg))
+        except conv.ConversionError as exc:
+            return self._reject(FAILED, exc.reason, f"image: {exc}")
+        if self.camera_msg is None:
+            return self._reject(SKIPPED, "no_camera_info", "no CameraInfo received yet on camera_info")
+        try:
+            camera = self._camera()
+            depth = conv.depth_to_numpy(item.depth) if item.depth is not None else None
+        except conv.ConversionError as exc:
+            return self._reject(FAILED, exc.reason, str(exc))
+        mask = self._mask(image)
+        frame_id = msg.header.frame_id or self.settings.camera_frame
+        return image, camera, depth, mask, frame_id
+
+    def _camera(self) -> Camera:
+        msg = self.camera_msg
+        if self.camera is None or self._camera_source is not msg:
+            self._camera_source = msg  # CameraInfo rarely changes: convert once per message object
+            self.camera = conv.camera_from_msg(msg)
+        return self.camera
+
+    def _mask(self, image: np.ndarray) -> Optional[np.ndarray]:
+        """mask_file OR the latest ``mask`` message, each used only when it has the image's size."""
+        masks = []
+        if self.static_mask is not None:
+            masks.append(("mask_file", self.static_mask))
+        if self.mask_msg is not None:
+            try:
+                masks.append(("mask topic", conv.mask_to_numpy(self.mask_msg)))
+            except conv.ConversionError as exc:
+                self.log_cause(f"mask:{exc.reason}", f"mask topic ignored: {exc}")
+        combined = None
+        for name, mask in masks:
+            if mask.shape != image.shape[:2]:
+                self.log_cause(f"mask:size:{name}", f"{name} ignored: {mask.shape[1]}x{mask.shape[0]} != image "
+                               f"{image.shape[1]}x{image.shape[0]}")
+                continue
+            combined = mask if combined is None else combined | mask
+        return combined
+
+    def _reject(self, outcome: str, reason: str, text: str) -> None:
+        self.log_cause(f"{outcome}:{reason}", f"frame {outcome}: {text}")
+        self._finish(outcome, reason)
+        return None
+
+    def _finish(self, outcome: str, reason: str = "") -> None:
+        self.counters.count(outcome, reason)
+
+    # ---- publishing ----------------------------------------------------------------------------------------
+    def _publish(self, out: FrameOutcome, small: conv.Resized, header: Header, frame_id: str,
+                 T_base_cam: np.ndarray) -> None:
+        odo, track = out.odometry, out.track
+        stamp = header.stamp
+        if odo is not None:
+            keyframe = bool(odo.keyframe or (track is not None and track.is_first))
+            self.refs.remember(out.stamp, small.image, keyframe)
+            if odo.state != LOST or self.settings.publish_when_lost:
+                self._publish_odometry(odo, stamp, T_base_cam)
+        if track is not None and track.ok:
+            self._publish_cloud(track, small, Header(stamp=stamp, frame_id=frame_id))
+            if self.match_image_pub.get_subscription_count() > 0:  # drawing costs: only for a viewer
+                self._publish_match_image(out, small.image, Header(stamp=stamp, frame_id=frame_id))
+
+    def _publish_odometry(self, odo, stamp, T_base_cam: np.ndarray) -> None:
+        T = conv.camera_pose_to_base(odo.pose, T_base_cam)
+        cov = np.array(odo.covariance, np.float64)
+        if odo.state == LOST:  # make sure a consumer never trusts a lost pose, whatever the core did
+            floor = self.od_cfg.lost_covariance
+            cov = cov + np.diag(np.maximum(0.0, floor - np.diag(cov)))
+        pose_cov = conv.pose_covariance_to_base(cov, T_base_cam, T)
+        twist, twist_cov = conv.twist_to_base(odo.velocity, odo.twist_covariance, T_base_cam)
+        s = self.settings
+        self.odom_pub.publish(conv.odometry_msg(T, pose_cov, twist, twist_cov, stamp, s.odom_frame, s.base_frame))
+        if self.tf_out is not None and self.tf_out.send is not None:
+            self.tf_out.send(conv.transform_stamped(T, stamp, s.odom_frame, s.base_frame))
+        if s.path_max_length > 0:
+            self.path.append(conv.pose_stamped(T, stamp, s.odom_frame))
+            if self.path_pub.get_subscription_count() > 0:
+                self.path_pub.publish(Path(header=Header(stamp=stamp, frame_id=s.odom_frame), poses=list(self.path)))
+
+    def _publish_cloud(self, track, small: conv.Resized, header: Header) -> None:
+        p0, p1 = track.points0, track.points1
+        xyz = None
+        if small.depth is not None and small.camera is not None:
+            from .geometry import lift_keypoints
+
+            cfg = self.od_cfg
+            xyz = lift_keypoints(p1, small.depth, small.camera, cfg.min_depth, cfg.max_depth,
+                                 cfg.depth_interpolation).xyz
+        inv = 1.0 / small.scale  # keypoints back into the pixels of the image as received
+        self.cloud_pub.publish(conv.matches_cloud(p0 * inv, p1 * inv, track.scores, track.track_ids, header, xyz))
+
+    def _publish_match_image(self, out: FrameOutcome, image: np.ndarray, header: Header) -> None:
+        track = out.track
+        ref = self.refs.get(track.ref_stamp)
+        if ref is None:
+            return
+        tel = track.telemetry
+        inliers = out.odometry.inliers if out.odometry is not None else 0
+        text = (f"stop layer {tel.stop_layer}/{tel.n_layers}  matches {track.num_matches}  inliers {inliers}  "
+                f"{out.total_ms:.0f} ms")
+        canvas = conv.draw_matches(ref, image, track.points0, track.points1, track.scores, text)
+        self.match_image_pub.publish(conv.numpy_to_image(canvas, "rgb8", header))
+        with self.counters.lock:
+            self.counters.matches_images += 1
+
+    # ---- diagnostics -----------------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        dt, self._last_diag = max(1e-6, now - self._last_diag), now
+        received, totals, reasons, w = self.counters.snapshot()
+        timed, posed = max(1, w["timed"]), max(1, w["with_pose"])
+        state = self.counters.state
+        values = {
+            "received": received, "processed": totals[PROCESSED], "skipped": totals[SKIPPED],
+            "failed": totals[FAILED], "dropped": reasons[f"{SKIPPED}.dropped"],
+            "input_rate_hz": w["received"] / dt, "processed_rate_hz": w[PROCESSED] / dt,
+            "extract_ms": w["extract_ms"] / timed, "match_ms": w["match_ms"] / timed,
+            "pose_ms": w["pose_ms"] / timed, "total_ms": w["total_ms"] / timed,
+            "stop_layer_mean": w["stop_layer"] / timed,
+            "pruned_fraction": w["pruned"] / w["keypoints"] if w["keypoints"] else 0.0,
+            "matches_mean": w["matches"] / timed, "inliers_mean": w["inliers"] / posed,
+            "state": state, "device": self.counters.device or self.pipeline_device(),
+            "backend": self.counters.backend, "matches_images": self.counters.matches_images,
+        }
+        values.update(sorted(reasons.items()))
+        status = DiagnosticStatus(name=f"{NODE_NAME}: visual odometry", hardware_id=str(values["device"]))
+        status.level, status.message = self._health(state, w, dt)
+        status.values = [KeyValue(key=k, value=_fmt(v)) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(array)
+
+    @staticmethod
+    def _health(state: str, w, dt: float) -> Tuple[bytes, str]:
+        done = w[PROCESSED] + w[SKIPPED] + w[FAILED]
+        if w["received"] == 0 and done == 0:
+            return DiagnosticStatus.WARN, "no images"
+        if done and w[FAILED] == done:
+            return DiagnosticStatus.ERROR, f"every frame failed ({w[FAILED]} in {dt:.1f} s)"
+        if state == LOST:
+            return DiagnosticStatus.WARN, "tracking lost"
+        return DiagnosticStatus.OK, f"{state}, {w[PROCESSED] / dt:.1f} frames/s"
+
+    # ---- shutdown --------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.stopping.set()
+        self.slot.close()
+        self.worker.join(timeout=5.0)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Console script ``matcher_node``: exit 0 on SIGINT/SIGTERM, 2 on invalid parameters, 1 if it cannot start."""
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    code = 0
+    try:
+        node = MatcherNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ParameterError as exc:
+        print(f"[{NODE_NAME}] invalid parameters: {exc}", file=sys.stderr, flush=True)
+        code = 2
+    except (OSError, ImportError) as exc:  # weights or a module missing: one clear line, no traceback
+        if node is not None:
+            raise
+        print(f"[{NODE_NAME}] cannot start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
