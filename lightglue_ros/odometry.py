@@ -1,0 +1,488 @@
+"""VisualOdometry: keyframe-based pose chaining on top of the front end's matches.
+
+Each new frame is matched (by the front end) against the current **keyframe**; this module turns those matches
+into ``T_world_cam`` and decides when the frame should become the next keyframe (``OdometryResult.keyframe``: the
+caller then calls ``frontend.promote()``).
+
+What is metric and what is not:
+
+- **RGB-D** (``use_depth``): the keyframe's keypoints are lifted with the keyframe's depth and the current frame
+  is located by P3P LO-RANSAC: translations are in metres, and scale cannot drift (each step is measured).
+- **Monocular**: translation is only known up to one global scale. The first keyframe pair defines it (baseline
+  = 1 unit). From then on the scale is carried by *landmarks*: the inlier points triangulated between consecutive
+  keyframes, stored in the keyframe's frame with their persistent track ids. A new frame is located by PnP
+  against those landmarks (so its translation is in the same units), and when it becomes a keyframe its points
+  are re-triangulated and fused (inverse-variance) with the landmarks carried over from the previous keyframe, so
+  scale errors average out over many keyframes instead of random-walking from pair to pair. Poses are consistent
+  up to one global scale (align with Sim(3) to evaluate), never metric. After a reset the scale of the new
+  segment is re-seeded from the last measured speed (``speed * dt``) when there is one, else 1: a guess, not a
+  measurement.
+
+Rules:
+
+- A camera that stands still must not drift: when the median inlier flow is below ``min_parallax_px`` the pose
+  is held (``updated=False``), no keyframe is made, the state is unchanged and the twist is zero.
+- ``lost_after`` consecutive failures -> ``LOST``; ``lost_policy`` "reset" drops the keyframe (`needs_reference`
+  tells the caller to reset the front end) so the next good frame re-initialises, "hold" keeps the keyframe and
+  keeps trying. While lost the pose covariance is inflated by ``lost_covariance`` on the diagonal.
+- Odometry is continuous (REP-105): a reset never moves the pose; the new track starts from the last pose.
+- Poses are 4x4 float64 ``T_world_cam`` in the camera optical convention; world = the first camera frame.
+  Covariances are 6x6 (x y z roll pitch yaw) in the world frame for the pose, in the camera frame for the twist.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from . import geometry as geo
+from .types import INITIALIZING, LOST, TRACKING, Camera, OdometryResult, TrackResult
+
+
+@dataclass
+class OdometryConfig:
+    ransac_threshold_px: float = 1.0
+    ransac_confidence: float = 0.9999
+    ransac_max_iterations: int = 10000
+    min_matches: int = 15
+    min_inliers: int = 15
+    min_parallax_px: float = 1.0  # median inlier flow below this: camera is static -> zero motion, no keyframe
+    keyframe_min_tracked: float = 0.5  # promote a new keyframe when the fraction of keyframe points still matched drops below
+    keyframe_min_inliers: int = 80  # ... or inliers drop below
+    keyframe_max_parallax_px: float = 30.0  # ... or median parallax grows past
+    lost_after: int = 5  # consecutive failures -> LOST
+    lost_policy: str = "reset"  # reset | hold
+    lost_covariance: float = 1.0e3  # variance (m^2 / rad^2) put on the diagonal while lost (inflated, documented)
+    use_depth: bool = False  # RGB-D metric mode
+    min_depth: float = 0.1
+    max_depth: float = 20.0
+    depth_interpolation: str = "nearest"
+    init_min_parallax_px: float = 10.0  # monocular: rotation-compensated flow needed to seed scale and landmarks
+
+
+@dataclass
+class _Keyframe:
+    pose: np.ndarray  # T_world_kf
+    cov: np.ndarray  # 6x6 world covariance of the keyframe pose
+    stamp: Optional[float]
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # landmark track ids (monocular)
+    xyz: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # landmarks in the keyframe frame
+    var: np.ndarray = field(default_factory=lambda: np.zeros(0))  # inverse-depth variance of each landmark
+    depth: Optional[np.ndarray] = None  # float32 metres (RGB-D)
+    max_matches: int = 0  # most matches any frame had against this keyframe (the "tracked fraction" base)
+
+
+@dataclass
+class _Step:
+    """One frame's estimate relative to the keyframe, before bookkeeping."""
+
+    T_kf_cur: np.ndarray
+    cov: np.ndarray  # 6x6, keyframe frame
+    inliers: int
+    parallax_px: float
+    reason: str = ""
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+
+
+def compose_covariance(T_w_kf: np.ndarray, cov_kf: np.ndarray, T_kf_cur: np.ndarray, cov_rel: np.ndarray) -> np.ndarray:
+    """First-order covariance of ``T_w_kf @ T_kf_cur`` (x y z roll pitch yaw, world frame).
+
+    The keyframe's orientation error swings the relative translation (lever arm); the relative covariance is
+    rotated into the world frame. The two are treated as independent.
+    """
+    R = T_w_kf[:3, :3]
+    lever = R @ T_kf_cur[:3, 3]
+    A = np.eye(6)
+    A[:3, 3:] = -_skew(lever)
+    G = np.zeros((6, 6))
+    G[:3, :3] = R
+    G[3:, 3:] = R
+    cov = A @ cov_kf @ A.T + G @ cov_rel @ G.T
+    return 0.5 * (cov + cov.T)
+
+
+def _unique(ids: np.ndarray) -> np.ndarray:
+    """True for ids that occur once (a track matched twice is ambiguous: drop it from the map)."""
+    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    return counts[inverse] == 1
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    theta = np.arccos(cos)
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    if theta < 1e-9:
+        return 0.5 * w
+    return theta / (2.0 * np.sin(theta)) * w if np.sin(theta) > 1e-9 else np.zeros(3)
+
+
+class VisualOdometry:
+    """``update(track, camera, depth=None) -> OdometryResult``; ``reset(reason)``; ``state``; ``pose``."""
+
+    def __init__(self, config: Optional[OdometryConfig] = None):
+        self.config = config or OdometryConfig()
+        if self.config.lost_policy not in ("reset", "hold"):
+            raise ValueError(f"lost_policy must be 'reset' or 'hold', got '{self.config.lost_policy}'")
+        self._pose = np.eye(4)
+        self._cov = np.zeros((6, 6))
+        self._state = INITIALIZING
+        self._reason = "no frame yet"
+        self._kf: Optional[_Keyframe] = None
+        self._fails = 0
+        self._last_stamp: Optional[float] = None  # stamp of the last frame with a pose (updated or held)
+        self._last_rel_cov = np.zeros((6, 6))
+        self._velocity = np.zeros(6)
+        self._twist_cov = np.eye(6) * self.config.lost_covariance
+        self._speed: Optional[float] = None  # monocular units per second, for re-seeding scale after a reset
+        self._last_step: Optional[float] = None  # last keyframe-to-keyframe translation length
+        # (track ids, undistorted pixels) of the last frame whose pose was estimated; None = the keyframe itself.
+        self._anchor: Optional[tuple[np.ndarray, np.ndarray]] = None
+
+    # ---- public state ---------------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    @property
+    def pose(self) -> np.ndarray:
+        return self._pose.copy()
+
+    @property
+    def covariance(self) -> np.ndarray:
+        return self._cov.copy()
+
+    @property
+    def needs_reference(self) -> bool:
+        """True when there is no keyframe: the caller should reset the front end so the next frame seeds one."""
+        return self._kf is None
+
+    @property
+    def metric(self) -> bool:
+        return bool(self.config.use_depth)
+
+    def reset(self, reason: str = "reset") -> None:
+        """Drop the keyframe and landmarks; keep the pose (odometry never jumps) and the speed (scale prior)."""
+        self._kf = None
+        self._anchor = None
+        self._fails = 0
+        self._state = INITIALIZING
+        self._reason = reason
+        self._velocity = np.zeros(6)
+        self._twist_cov = np.eye(6) * self.config.lost_covariance
+
+    # ---- main entry -----------------------------------------------------------------------------------------
+    def update(self, track: TrackResult, camera: Camera, depth: Optional[np.ndarray] = None) -> OdometryResult:
+        t0 = time.perf_counter()
+        stamp = float(track.stamp) if track.stamp is not None else (self._last_stamp or 0.0)
+        result = self._update(track, camera, depth, stamp)
+        result.pose_ms = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def _update(self, track: TrackResult, camera: Camera, depth, stamp: float) -> OdometryResult:
+        why = geo.validate_camera(camera) if camera is not None else "no camera"
+        if why:
+            return self._failure(stamp, f"invalid camera: {why}")
+        if self.config.use_depth:
+            why = geo.check_depth(depth, camera)
+            if why:
+                return self._failure(stamp, why)
+        if track.is_first:
+            return self._seed(stamp, depth, "first frame (reference)", keyframe=False)
+        if not track.ok:
+            return self._failure(stamp, track.reason or "tracking failed")
+        if self._kf is None:
+            # The front end still holds an old reference whose pose we dropped: this frame becomes the new one.
+            return self._seed(stamp, depth, "new reference after reset", keyframe=True)
+        if len(track.matches) < self.config.min_matches:
+            return self._failure(stamp, geo.REASON_FEW_MATCHES)
+        self._kf.max_matches = max(self._kf.max_matches, track.num_matches)
+        # Undistort the matched points only, once, before any geometry.
+        p0 = geo.undistort_points(camera, track.points0)
+        p1 = geo.undistort_points(camera, track.points1)
+        ids = np.asarray(track.track_ids, dtype=np.int64)
+        if self._is_static(ids, p0, p1):
+            return self._static(stamp, len(ids))
+        mode = self._track_rgbd if self.config.use_depth else self._track_mono
+        result = mode(track, camera, depth, stamp, p0, p1, ids)
+        if result.updated:
+            self._anchor = (ids, p1)
+        return result
+
+    def _is_static(self, ids: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> bool:
+        """Median flow against the last posed frame (the keyframe when none) below ``min_parallax_px``.
+
+        Comparing with the last *estimated* frame, not the previous frame, lets slow motion accumulate until it
+        is measurable instead of being held away frame after frame; comparing with it rather than the keyframe
+        stops a camera that halted between keyframes from jittering around its true pose.
+        """
+        limit = self.config.min_parallax_px
+        if self._anchor is None:
+            return bool(np.median(np.linalg.norm(p1 - p0, axis=1)) < limit)
+        a_ids, a_pts = self._anchor
+        _, ia, ic = np.intersect1d(a_ids, ids, return_indices=True)
+        if len(ia) < self.config.min_matches:
+            return False
+        return bool(np.median(np.linalg.norm(p1[ic] - a_pts[ia], axis=1)) < limit)
+
+    # ---- seeding --------------------------------------------------------------------------------------------
+    def _seed(self, stamp: float, depth, reason: str, keyframe: bool) -> OdometryResult:
+        """A new keyframe at the current pose (continuity): the frame only becomes the reference."""
+        kf = _Keyframe(self._pose.copy(), self._cov.copy(), stamp)
+        if self.config.use_depth:
+            kf.depth = geo.depth_in_metres(depth)
+        self._kf = kf
+        self._anchor = None
+        self._fails = 0
+        if self._state == LOST:
+            self._state = INITIALIZING
+        self._last_stamp = stamp
+        self._reason = reason
+        return self._result(stamp, updated=False, keyframe=keyframe, inliers=0)
+
+    # ---- RGB-D ----------------------------------------------------------------------------------------------
+    def _track_rgbd(self, track: TrackResult, camera: Camera, depth, stamp: float, p0, p1, ids) -> OdometryResult:
+        cfg, kf = self.config, self._kf
+        lifted = geo.lift_keypoints(track.points0, kf.depth, camera, cfg.min_depth, cfg.max_depth,
+                                    cfg.depth_interpolation)
+        if lifted.reason and lifted.reason != geo.REASON_FEW_DEPTH:
+            return self._failure(stamp, lifted.reason)
+        est = geo.metric_pose(lifted.xyz, p1, camera, cfg, pts_ref=p0)
+        if est.reason == geo.REASON_NO_PARALLAX:
+            return self._static(stamp, est.num_inliers)
+        if not est.ok:
+            return self._failure(stamp, est.reason)
+        step = _Step(est.T_0_1, est.covariance, est.num_inliers, est.parallax_px)
+        keyframe = self._wants_keyframe(track, step)
+        result = self._success(stamp, step, keyframe)
+        if keyframe:
+            self._kf = _Keyframe(self._pose.copy(), self._cov.copy(), stamp, depth=geo.depth_in_metres(depth))
+        return result
+
+    # ---- monocular ------------------------------------------------------------------------------------------
+    def _track_mono(self, track: TrackResult, camera: Camera, depth, stamp: float, p0, p1, ids) -> OdometryResult:
+        kf, cfg = self._kf, self.config
+        lm_index = self._landmark_index(ids)
+        has_lm = lm_index >= 0
+        if has_lm.sum() < max(cfg.min_inliers, 6):
+            return self._initialise(track, camera, stamp, p0, p1, ids)
+        est = geo.metric_pose(kf.xyz[lm_index[has_lm]], p1[has_lm], camera, cfg, pts_ref=p0[has_lm])
+        if est.reason == geo.REASON_NO_PARALLAX:
+            return self._static(stamp, est.num_inliers)
+        if not est.ok:
+            return self._failure(stamp, est.reason)
+        est.metric = False
+        step = _Step(est.T_0_1, est.covariance, est.num_inliers, est.parallax_px)
+        keyframe = self._wants_keyframe(track, step)
+        result = self._success(stamp, step, keyframe)
+        if keyframe:
+            # Landmarks that PnP rejected are not carried over.
+            keep = np.zeros(len(ids), bool)
+            keep[np.flatnonzero(has_lm)[est.inliers]] = True
+            self._promote_mono(camera, stamp, step, p0, p1, ids, keep, lm_index, est.sigma_px)
+        return result
+
+    def _landmark_index(self, ids: np.ndarray) -> np.ndarray:
+        """Index of each match's landmark in the keyframe map, -1 where the track has none."""
+        kf = self._kf
+        out = np.full(len(ids), -1, np.int64)
+        if len(kf.ids) == 0 or len(ids) == 0:
+            return out
+        order = np.argsort(kf.ids)
+        pos = np.clip(np.searchsorted(kf.ids, ids, sorter=order), 0, len(kf.ids) - 1)
+        hit = kf.ids[order[pos]] == ids
+        out[hit] = order[pos[hit]]
+        return out
+
+    def _seed_baseline(self, stamp: float) -> float:
+        """Length given to the first keyframe pair of a segment: 1 for the very first, else a speed prior."""
+        dt = stamp - self._kf.stamp if self._kf.stamp is not None else 0.0
+        if self._speed is not None and dt > 0:
+            return max(self._speed * dt, 1e-6)
+        return self._last_step if self._last_step else 1.0
+
+    def _initialise(self, track, camera, stamp, p0, p1, ids) -> OdometryResult:
+        """No landmarks yet: wait for enough translation, then fix the baseline and triangulate."""
+        cfg = self.config
+        est = geo.relative_pose(p0, p1, camera, camera, cfg)
+        if est.reason == geo.REASON_NO_PARALLAX:
+            return self._static(stamp, est.num_inliers)
+        if est.reason == geo.REASON_ROTATION:
+            # Translation is unobservable; the rotation is not. Report it with zero translation.
+            step = _Step(geo.make_T(est.R, np.zeros(3)), np.eye(6) * 1e-6, est.num_inliers, est.parallax_px)
+            keyframe = self._wants_keyframe(track, step)
+            result = self._success(stamp, step, keyframe, reason="initialising: pure rotation")
+            if keyframe:
+                self._kf = _Keyframe(self._pose.copy(), self._cov.copy(), stamp)
+            return result
+        if not est.ok:
+            return self._failure(stamp, est.reason)
+        if est.trans_parallax_px < cfg.init_min_parallax_px:
+            self._reason = (f"initialising: waiting for parallax ({est.trans_parallax_px:.1f} < "
+                            f"{cfg.init_min_parallax_px:g} px)")
+            self._fails = 0
+            return self._result(stamp, updated=False, keyframe=False, inliers=est.num_inliers)
+        baseline = self._seed_baseline(stamp)
+        T_kf_cur = geo.make_T(est.R, est.t * baseline)
+        inl = est.inliers
+        X0, _, _ = geo.triangulate(camera.K, camera.K, geo.invert_T(T_kf_cur), p0[inl], p1[inl])
+        ok = np.all(np.isfinite(X0), axis=1) & (X0[:, 2] > 0)
+        cov, sigma = geo.pose_covariance(X0[ok], p1[inl][ok], T_kf_cur, camera.K)
+        step = _Step(T_kf_cur, cov, est.num_inliers, est.parallax_px)
+        no_landmarks = np.full(len(ids), -1, np.int64)
+        result = self._success(stamp, step, True, reason="initialised")
+        self._promote_mono(camera, stamp, step, p0, p1, ids, np.zeros(len(ids), bool), no_landmarks,
+                           max(sigma, 0.5 * cfg.ransac_threshold_px))
+        if len(self._kf.ids) < cfg.min_inliers:
+            self._reason = "initialised with few landmarks"
+        return result
+
+    def _promote_mono(self, camera: Camera, stamp: float, step: _Step, p0, p1, ids, carry: np.ndarray,
+                      lm_index: np.ndarray, sigma_px: float) -> None:
+        """Make the current frame the keyframe: fuse carried landmarks with freshly triangulated points.
+
+        Fusion is in inverse depth along the current keypoint's ray. The two-view inverse-depth error is
+        ``sigma / (f * b_perp)`` (b_perp: baseline across the ray), which does not depend on the estimated depth;
+        weighting by a depth-based variance instead would favour under-estimated depths and shrink the scale
+        keyframe after keyframe. Fresh points need a rotation-compensated flow of at least 2x the RANSAC
+        threshold and must reproject within it in both views.
+        """
+        cfg = self.config
+        old = self._kf
+        K = camera.K
+        T_cur_kf = geo.invert_T(step.T_kf_cur)
+        X0, d0, d1 = geo.triangulate(K, K, T_cur_kf, p0, p1)
+        X1 = geo.transform(T_cur_kf, X0)
+        flow = geo.rotation_compensated_flow(K, K, T_cur_kf[:3, :3], p0, p1)
+        rays = geo.bearings(K, p1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err0 = np.linalg.norm(geo.project(K, X0) - p0, axis=1)
+            err1 = np.linalg.norm(geo.project(K, X1) - p1, axis=1)
+            fresh = (np.isfinite(d0) & (d0 > 0) & (d1 > 0) & (flow >= 2 * cfg.ransac_threshold_px)
+                     & (err0 < 2 * cfg.ransac_threshold_px) & (err1 < 2 * cfg.ransac_threshold_px))
+            unit = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+            b = step.T_kf_cur[:3, 3] @ T_cur_kf[:3, :3].T  # baseline (kf centre -> cur centre) in the cur frame
+            b_perp = np.linalg.norm(b[None, :] - (unit @ b)[:, None] * unit, axis=1)
+            sigma_ang = np.sqrt(2.0) * sigma_px / np.sqrt(K[0, 0] * K[1, 1])
+            fresh &= b_perp > 0
+            rho_f = np.where(fresh, 1.0 / d1, 0.0)
+            var_f = np.where(fresh, (sigma_ang / np.maximum(b_perp, 1e-12)) ** 2, np.inf)
+        carried = carry & (lm_index >= 0)
+        rho_c = np.zeros(len(ids))
+        var_c = np.full(len(ids), np.inf)
+        if carried.any():
+            Xc = geo.transform(T_cur_kf, old.xyz[lm_index[carried]])
+            rho_old = 1.0 / old.xyz[lm_index[carried], 2]
+            good = Xc[:, 2] > 0
+            idx = np.flatnonzero(carried)
+            carried[idx[~good]] = False
+            rho_c[idx[good]] = 1.0 / Xc[good, 2]
+            # d(rho')/d(rho) = (rho'/rho)^2 for a point seen from a moved camera (first order).
+            var_c[idx[good]] = old.var[lm_index[idx[good]]] * (rho_c[idx[good]] / rho_old[good]) ** 4
+        w_f = np.where(fresh, 1.0 / np.maximum(var_f, 1e-300), 0.0)
+        w_c = np.where(carried, 1.0 / np.maximum(var_c, 1e-300), 0.0)
+        wsum = w_f + w_c
+        keep = (fresh | carried) & _unique(ids) & (wsum > 0)
+        rho = (w_f * rho_f + w_c * rho_c)[keep] / wsum[keep]
+        keep_idx = np.flatnonzero(keep)
+        ok = rho > 0
+        keep_idx, rho = keep_idx[ok], rho[ok]
+        xyz = rays[keep_idx] / rho[:, None]
+        kf = _Keyframe(self._pose.copy(), self._cov.copy(), stamp, ids[keep_idx].copy(), xyz,
+                       1.0 / wsum[keep_idx])
+        step_len = float(np.linalg.norm(step.T_kf_cur[:3, 3]))
+        if step_len > 0 and old is not None and old.stamp is not None and stamp > old.stamp:
+            speed = step_len / (stamp - old.stamp)
+            self._speed = speed if self._speed is None else 0.7 * self._speed + 0.3 * speed
+        if step_len > 0:
+            self._last_step = step_len
+        self._kf = kf
+
+    # ---- keyframe policy ------------------------------------------------------------------------------------
+    def _wants_keyframe(self, track: TrackResult, step: _Step) -> bool:
+        cfg, kf = self.config, self._kf
+        tracked = track.num_matches / max(kf.max_matches, 1)
+        return (tracked < cfg.keyframe_min_tracked or step.inliers < cfg.keyframe_min_inliers
+                or step.parallax_px > cfg.keyframe_max_parallax_px)
+
+    # ---- bookkeeping ----------------------------------------------------------------------------------------
+    def _initialised(self) -> bool:
+        kf = self._kf
+        if kf is None:
+            return False
+        if self.config.use_depth:
+            return kf.depth is not None
+        return len(kf.ids) > 0
+
+    def _success(self, stamp: float, step: _Step, keyframe: bool, reason: str = "") -> OdometryResult:
+        kf = self._kf
+        pose = kf.pose @ step.T_kf_cur
+        cov = compose_covariance(kf.pose, kf.cov, step.T_kf_cur, step.cov)
+        self._update_twist(pose, stamp, step.cov)
+        self._pose, self._cov = pose, cov
+        self._last_rel_cov = step.cov
+        self._fails = 0
+        self._state = TRACKING if (self._initialised() or keyframe) else INITIALIZING
+        self._reason = reason
+        self._last_stamp = stamp
+        return self._result(stamp, updated=True, keyframe=keyframe, inliers=step.inliers)
+
+    def _static(self, stamp: float, inliers: int) -> OdometryResult:
+        """No detectable motion: hold the pose exactly (no drift), zero twist, no keyframe."""
+        self._fails = 0
+        if self._state == LOST:
+            self._state = TRACKING if self._initialised() else INITIALIZING
+        self._reason = "static (no parallax)"
+        dt = stamp - self._last_stamp if self._last_stamp is not None else 0.0
+        self._velocity = np.zeros(6)
+        if dt > 0:
+            self._twist_cov = 2.0 * self._last_rel_cov / dt ** 2 + np.eye(6) * 1e-12
+        self._last_stamp = stamp
+        return self._result(stamp, updated=False, keyframe=False, inliers=inliers)
+
+    def _failure(self, stamp: float, reason: str) -> OdometryResult:
+        cfg = self.config
+        self._fails += 1
+        self._reason = reason
+        if self._fails >= cfg.lost_after:
+            self._state = LOST
+            self._velocity = np.zeros(6)
+            self._twist_cov = np.eye(6) * cfg.lost_covariance
+            if cfg.lost_policy == "reset":
+                self._kf = None
+        return self._result(stamp, updated=False, keyframe=False, inliers=0)
+
+    def _update_twist(self, pose: np.ndarray, stamp: float, rel_cov: np.ndarray) -> None:
+        """Velocity of the current camera in its own frame from the motion since the last posed frame."""
+        dt = stamp - self._last_stamp if self._last_stamp is not None else 0.0
+        if dt <= 0:
+            self._velocity = np.zeros(6)
+            self._twist_cov = np.eye(6) * self.config.lost_covariance
+            return
+        T = geo.invert_T(self._pose) @ pose  # T_prev_cur
+        R_cur_prev = T[:3, :3].T
+        v = R_cur_prev @ T[:3, 3] / dt
+        w = R_cur_prev @ _rotvec(T[:3, :3]) / dt
+        self._velocity = np.concatenate([v, w])
+        # Both poses are measured against the same keyframe with similar errors: a first-order, independent sum.
+        self._twist_cov = (rel_cov + self._last_rel_cov) / dt ** 2 + np.eye(6) * 1e-12
+
+    def _result(self, stamp: float, updated: bool, keyframe: bool, inliers: int) -> OdometryResult:
+        cov = self._cov.copy()
+        if self._state == LOST:
+            cov = cov + np.eye(6) * self.config.lost_covariance
+        # Keep the reported matrix strictly positive definite even before any measurement.
+        cov = cov + np.eye(6) * 1e-12
+        return OdometryResult(
+            stamp=stamp, state=self._state, reason=self._reason, pose=self._pose.copy(), covariance=cov,
+            velocity=self._velocity.copy(), twist_covariance=self._twist_cov.copy(), inliers=int(inliers),
+            keyframe=keyframe, metric=self.metric, updated=updated,
+        )

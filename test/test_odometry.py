@@ -1,0 +1,399 @@
+"""VisualOdometry on simulated trajectories with exact correspondences (no learned front end needed).
+
+`SyntheticWorld` projects random 3-D points into a known camera trajectory (pinhole + pixel noise); `FakeFrontEnd`
+mimics the FrontEnd contract (`track`, `promote`, `reset`, persistent track ids carried on promotion, outlier
+matches), so the odometry sees exactly what it would see from the real front end, with ground truth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pytest
+from evo.core.geometry import umeyama_alignment
+from scipy.spatial.transform import Rotation
+
+from lightglue_ros import geometry as geo
+from lightglue_ros.odometry import OdometryConfig, VisualOdometry, compose_covariance
+from lightglue_ros.types import INITIALIZING, LOST, TRACKING, Camera, Telemetry, TrackResult
+
+CAM = Camera.pinhole(640, 480, 500.0, 500.0, 320.0, 240.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Simulation helpers (also imported by test_pipeline.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def pose_from(position, rotvec=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """T_world_cam from a camera position and a rotation vector (optical frame)."""
+    return geo.make_T(Rotation.from_rotvec(rotvec).as_matrix(), np.asarray(position, float))
+
+
+def driving_trajectory(n: int = 150, step: float = 0.1) -> list[np.ndarray]:
+    """Forward motion (z) with an S-curve in x, yaw following the heading and a little bounce in y."""
+    poses = []
+    for i in range(n):
+        s = i * step
+        x = 1.5 * np.sin(s / 4.0)
+        heading = np.arctan2(1.5 / 4.0 * np.cos(s / 4.0), 1.0)  # dx/dz
+        y = 0.1 * np.sin(s / 1.3)
+        poses.append(pose_from([x, y, s], [0.02 * np.sin(s / 2.0), heading, 0.01 * np.cos(s / 3.0)]))
+    first_inv = geo.invert_T(poses[0])
+    return [first_inv @ T for T in poses]  # world = first camera frame, as the odometry reports
+
+
+def sideways_trajectory(n: int = 120, step: float = 0.08) -> list[np.ndarray]:
+    """Lateral motion with a slow pan (good parallax, rotation and translation coupled)."""
+    return [pose_from([i * step, 0.05 * np.sin(i / 7.0), 0.02 * i * step], [0.0, -0.004 * i, 0.0]) for i in range(n)]
+
+
+@dataclass
+class SyntheticWorld:
+    poses: list  # T_world_cam per frame
+    cam: Camera = field(default_factory=lambda: CAM)
+    noise_px: float = 0.5
+    n_points: int = 3000
+    seed: int = 0
+    extent: tuple = ((-14.0, 14.0), (-5.0, 5.0), (-4.0, 8.0))  # point box around the trajectory (x, y, z)
+    _obs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        rng = np.random.default_rng(self.seed)
+        centres = np.array([T[:3, 3] for T in self.poses])
+        lo = centres.min(0) + np.array([e[0] for e in self.extent])
+        hi = centres.max(0) + np.array([e[1] for e in self.extent])
+        hi[2] = centres[:, 2].max() + 30.0
+        self.points = rng.uniform(lo, hi, (self.n_points, 3))
+        self.rng = rng
+
+    def observe(self, i: int):
+        """(ids, pixels) of the points visible in frame i; the noise is drawn once per frame (a fixed detection)."""
+        if i not in self._obs:
+            Xc = geo.transform(geo.invert_T(self.poses[i]), self.points)
+            px = geo.project(self.cam.K, Xc)
+            vis = (Xc[:, 2] > 1.0) & (Xc[:, 2] < 40.0) & (px[:, 0] > 2) & (px[:, 0] < self.cam.width - 3) \
+                & (px[:, 1] > 2) & (px[:, 1] < self.cam.height - 3)
+            ids = np.flatnonzero(vis)
+            noise = np.random.default_rng(self.seed * 100003 + i).normal(0.0, self.noise_px, (len(ids), 2))
+            self._obs[i] = (ids, (px[vis] + noise).astype(np.float32), Xc[vis, 2])
+        return self._obs[i][:2]
+
+    def depth_image(self, i: int) -> np.ndarray:
+        """A depth image (metres, float32) with the true depth in a 3x3 blob at each visible point, 0 elsewhere."""
+        ids, _ = self.observe(i)
+        Xc = geo.transform(geo.invert_T(self.poses[i]), self.points[ids])
+        uv = np.round(geo.project(self.cam.K, Xc)).astype(int)
+        depth = np.full((self.cam.height, self.cam.width), np.inf, np.float32)
+        for du in (-1, 0, 1):
+            for dv in (-1, 0, 1):
+                u = np.clip(uv[:, 0] + du, 0, self.cam.width - 1)
+                v = np.clip(uv[:, 1] + dv, 0, self.cam.height - 1)
+                np.minimum.at(depth, (v, u), Xc[:, 2].astype(np.float32))  # the nearest surface wins
+        depth[np.isinf(depth)] = 0.0
+        return depth
+
+
+class FakeFrontEnd:
+    """FrontEnd stand-in over a SyntheticWorld: frame index = call count (or `frame` argument)."""
+
+    def __init__(self, world: SyntheticWorld, outlier_frac: float = 0.0, seed: int = 1):
+        self.world = world
+        self.outlier_frac = outlier_frac
+        self.rng = np.random.default_rng(seed)
+        self.reference: Optional[int] = None
+        self.last: Optional[int] = None
+        self.next_frame = 0
+        self.fail_frames: set = set()  # frames that come back as "no matches"
+
+    def reset(self):
+        self.reference = self.last = None
+
+    def promote(self):
+        if self.last is not None:
+            self.reference = self.last
+
+    def track(self, image=None, mask=None, stamp=None, frame: Optional[int] = None) -> TrackResult:
+        i = self.next_frame if frame is None else frame
+        self.next_frame = i + 1
+        stamp = float(i) * 0.05 if stamp is None else stamp
+        ids1, px1 = self.world.observe(i)
+        self.last = i
+        if self.reference is None:
+            self.reference = i
+            r = TrackResult.empty(stamp, "first frame (reference)", Telemetry(backend="fake"), is_first=True)
+            r.kpts1 = px1
+            return r
+        if i in self.fail_frames:
+            return TrackResult.empty(stamp, "no matches", Telemetry(backend="fake"))
+        ids0, px0 = self.world.observe(self.reference)
+        common, i0, i1 = np.intersect1d(ids0, ids1, return_indices=True)
+        i1 = i1.copy()
+        n_out = int(round(self.outlier_frac * len(common)))
+        if n_out:
+            bad = self.rng.choice(len(common), n_out, replace=False)
+            i1[bad] = self.rng.choice(len(ids1), n_out)
+        matches = np.stack([i0, i1], axis=1).astype(np.int64)
+        return TrackResult(stamp=stamp, ok=len(matches) > 0, reason="" if len(matches) else "no matches",
+                           kpts0=px0, kpts1=px1, matches=matches, scores=np.ones(len(matches), np.float32),
+                           track_ids=ids0[i0].astype(np.int64), telemetry=Telemetry(backend="fake"),
+                           ref_stamp=float(self.reference) * 0.05)
+
+
+def run_odometry(world: SyntheticWorld, cfg: OdometryConfig, frames=None, outlier_frac=0.0, depth=False,
+                 fail_frames=()):
+    fe = FakeFrontEnd(world, outlier_frac)
+    fe.fail_frames = set(fail_frames)
+    vo = VisualOdometry(cfg)
+    results = []
+    for i in (range(len(world.poses)) if frames is None else frames):
+        tr = fe.track(frame=i)
+        res = vo.update(tr, world.cam, world.depth_image(i) if depth else None)
+        if res.keyframe:
+            fe.promote()
+        if vo.needs_reference:
+            fe.reset()
+        results.append(res)
+    return vo, results
+
+
+def ate(est_positions: np.ndarray, gt_positions: np.ndarray, with_scale: bool):
+    """(RMSE after Umeyama alignment, scale) of two (N,3) position sets."""
+    r, t, c = umeyama_alignment(est_positions.T, gt_positions.T, with_scale)
+    aligned = (c * (r @ est_positions.T)).T + t
+    return float(np.sqrt(np.mean(np.sum((aligned - gt_positions) ** 2, axis=1)))), float(c)
+
+
+def path_length(positions: np.ndarray) -> float:
+    return float(np.sum(np.linalg.norm(np.diff(positions, axis=0), axis=1)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Accuracy over trajectories
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("traj", ["driving", "sideways"])
+def test_monocular_sim3_ate_below_one_percent(traj):
+    poses = driving_trajectory() if traj == "driving" else sideways_trajectory()
+    world = SyntheticWorld(poses, noise_px=0.5, seed=3)
+    vo, results = run_odometry(world, OdometryConfig(), outlier_frac=0.1)
+    tracked = [k for k, r in enumerate(results) if r.state == TRACKING]
+    # Forward motion needs ~16 frames (0.8 s) of translation before the first keyframe pair is good enough.
+    assert tracked == list(range(tracked[0], len(poses))) and tracked[0] <= 20
+    est = np.array([results[k].pose[:3, 3] for k in tracked])
+    gt = np.array([poses[k][:3, 3] for k in tracked])
+    err, _ = ate(est, gt, with_scale=True)
+    length = path_length(gt)
+    print(f"{traj}: Sim(3) ATE {err:.4f} m over {length:.2f} m = {100 * err / length:.3f}%, "
+          f"keyframes {sum(r.keyframe for r in results)}")
+    assert err / length < 0.01
+    assert not any(r.metric for r in results)
+
+
+def test_rgbd_se3_ate_and_scale():
+    poses = driving_trajectory(n=120)
+    world = SyntheticWorld(poses, noise_px=0.5, seed=5)
+    vo, results = run_odometry(world, OdometryConfig(use_depth=True), outlier_frac=0.1, depth=True)
+    assert all(r.metric for r in results)
+    tracked = [k for k, r in enumerate(results) if r.state == TRACKING]
+    assert len(tracked) >= len(poses) - 2
+    est = np.array([results[k].pose[:3, 3] for k in tracked])
+    gt = np.array([poses[k][:3, 3] for k in tracked])
+    err, _ = ate(est, gt, with_scale=False)
+    _, scale = ate(est, gt, with_scale=True)
+    length = path_length(gt)
+    print(f"RGB-D: SE(3) ATE {err:.4f} m over {length:.2f} m = {100 * err / length:.3f}%, Sim(3) scale {scale:.4f}")
+    assert err / length < 0.005
+    assert abs(scale - 1.0) < 0.02
+
+
+def test_world_is_first_camera_frame_and_poses_are_float64():
+    world = SyntheticWorld(sideways_trajectory(n=30), seed=2)
+    _, results = run_odometry(world, OdometryConfig())
+    assert np.array_equal(results[0].pose, np.eye(4))
+    for r in results:
+        assert r.pose.dtype == np.float64 and r.pose.shape == (4, 4)
+        assert r.covariance.shape == (6, 6) and np.allclose(r.covariance, r.covariance.T)
+        assert np.all(np.linalg.eigvalsh(r.covariance) > 0)
+    assert results[0].state == INITIALIZING and results[-1].state == TRACKING
+
+
+def test_covariance_grows_along_the_trajectory():
+    world = SyntheticWorld(sideways_trajectory(n=80), seed=4)
+    _, results = run_odometry(world, OdometryConfig())
+    tr = [np.trace(r.covariance[:3, :3]) for r in results if r.state == TRACKING]
+    assert tr[-1] > tr[0]
+
+
+def test_twist_from_relative_motion():
+    poses = sideways_trajectory(n=60)
+    world = SyntheticWorld(poses, seed=6)
+    _, results = run_odometry(world, OdometryConfig(use_depth=True), depth=True)
+    # Ground-truth speed: 0.08 m per 0.05 s along x (camera frame ~ world frame here) = 1.6 m/s.
+    v = np.array([r.velocity for r in results[10:] if r.updated])
+    assert np.allclose(np.median(v[:, 0]), 1.6, rtol=0.05)
+    assert all(r.stamp == pytest.approx(0.05 * k) for k, r in enumerate(results))
+    for r in results[10:]:
+        assert np.all(np.linalg.eigvalsh(r.twist_covariance) > 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Static camera: no drift
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_static_camera_from_start_does_not_move():
+    poses = [np.eye(4)] * 200
+    world = SyntheticWorld(poses, noise_px=0.5, seed=7)
+    vo, results = run_odometry(world, OdometryConfig())
+    assert all(np.array_equal(r.pose, np.eye(4)) for r in results)
+    assert not any(r.keyframe for r in results)
+    assert all(np.all(r.velocity == 0) for r in results)
+
+
+@pytest.mark.parametrize("depth", [False, True])
+def test_static_after_motion_zero_drift_over_200_frames(depth):
+    moving = sideways_trajectory(n=25)
+    poses = moving + [moving[-1]] * 200
+    world = SyntheticWorld(poses, noise_px=0.5, seed=8)
+    vo, results = run_odometry(world, OdometryConfig(use_depth=depth), depth=depth)
+    still = np.array([r.pose[:3, 3] for r in results[25:]])
+    travelled = path_length(np.array([T[:3, 3] for T in moving]))
+    drift = np.linalg.norm(still - still[0], axis=1).max()
+    print(f"static drift ({'rgbd' if depth else 'mono'}): {drift:.2e} over 200 frames (path {travelled:.2f})")
+    assert drift < 1e-3 * travelled
+    assert sum(r.keyframe for r in results[30:]) == 0
+    assert all(r.state == TRACKING for r in results[25:])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loss, policies, reset, continuity
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _step_track(fe: FakeFrontEnd, vo: VisualOdometry, world: SyntheticWorld, i: int, depth=False):
+    res = vo.update(fe.track(frame=i), world.cam, world.depth_image(i) if depth else None)
+    if res.keyframe:
+        fe.promote()
+    if vo.needs_reference:
+        fe.reset()
+    return res
+
+
+@pytest.mark.parametrize("policy", ["reset", "hold"])
+def test_lost_after_consecutive_failures_and_recovery(policy):
+    poses = sideways_trajectory(n=70)
+    world = SyntheticWorld(poses, seed=9)
+    cfg = OdometryConfig(lost_after=5, lost_policy=policy, use_depth=True)
+    fe = FakeFrontEnd(world)
+    vo = VisualOdometry(cfg)
+    results = [_step_track(fe, vo, world, i, depth=True) for i in range(30)]
+    assert results[-1].state == TRACKING
+    last_pose = results[-1].pose
+    fe.fail_frames = set(range(30, 36))
+    lost = [_step_track(fe, vo, world, i, depth=True) for i in range(30, 35)]
+    assert [r.state for r in lost[:4]] == [TRACKING] * 4  # failures 1..4: not lost yet
+    assert lost[4].state == LOST
+    assert lost[4].reason == "no matches"
+    for r in lost:
+        assert np.array_equal(r.pose, last_pose)  # held, never jumps
+        assert not r.updated
+    assert np.all(np.diag(lost[4].covariance) >= cfg.lost_covariance)
+    assert vo.needs_reference == (policy == "reset")
+    if policy == "hold":
+        extra = _step_track(fe, vo, world, 35, depth=True)  # still failing: stays lost, keeps the keyframe
+        assert extra.state == LOST and not vo.needs_reference
+    after = [_step_track(fe, vo, world, i, depth=True) for i in range(36 if policy == "hold" else 35, 70)]
+    assert after[-1].state == TRACKING
+    # Continuity: the first pose after recovery is the last pose plus at most the true motion since then.
+    first_update = next(r for r in after if r.updated)
+    assert np.linalg.norm(first_update.pose[:3, 3] - last_pose[:3, 3]) < 1.0
+    if policy == "hold":
+        # The keyframe was kept: recovery is exact, no accumulated offset.
+        assert np.linalg.norm(after[-1].pose[:3, 3] - poses[69][:3, 3]) < 0.05
+    else:
+        assert after[0].state == INITIALIZING  # the next frame seeded a new reference at the held pose
+        assert np.array_equal(after[0].pose, last_pose)
+        # Motion during the 6 lost frames is unobserved: the segment continues from the held pose.
+        gt_delta = geo.invert_T(poses[35]) @ poses[69]  # frame 35 seeded the new reference
+        est_delta = geo.invert_T(after[0].pose) @ after[-1].pose
+        assert np.linalg.norm(est_delta[:3, 3] - gt_delta[:3, 3]) < 0.05
+
+
+def test_monocular_reset_reseeds_scale_from_speed():
+    poses = sideways_trajectory(n=90)
+    world = SyntheticWorld(poses, seed=10)
+    fe = FakeFrontEnd(world)
+    vo = VisualOdometry(OdometryConfig())
+    results = [_step_track(fe, vo, world, i) for i in range(40)]
+    est = np.array([r.pose[:3, 3] for r in results])
+    scale = np.linalg.norm(est[39] - est[20]) / np.linalg.norm(poses[39][:3, 3] - poses[20][:3, 3])
+    vo.reset("test reset")
+    fe.reset()
+    assert vo.state == INITIALIZING and vo.reason == "test reset"
+    assert np.array_equal(vo.pose, results[-1].pose)
+    after = [_step_track(fe, vo, world, i) for i in range(40, 90)]
+    assert after[-1].state == TRACKING
+    est2 = np.array([r.pose[:3, 3] for r in after])
+    scale2 = np.linalg.norm(est2[-1] - est2[10]) / np.linalg.norm(poses[89][:3, 3] - poses[50][:3, 3])
+    assert scale2 == pytest.approx(scale, rel=0.15)  # a prior, not a measurement: loose
+
+
+def test_reset_while_frontend_keeps_reference_requests_keyframe():
+    world = SyntheticWorld(sideways_trajectory(n=40), seed=11)
+    fe = FakeFrontEnd(world)
+    vo = VisualOdometry(OdometryConfig(use_depth=True))
+    for i in range(20):
+        _step_track(fe, vo, world, i, depth=True)
+    pose = vo.pose
+    vo.reset()  # the front end is NOT reset: its next result is a normal match against its old reference
+    res = vo.update(fe.track(frame=20), world.cam, world.depth_image(20))
+    assert res.keyframe and not res.updated and np.array_equal(res.pose, pose)
+    fe.promote()
+    res = vo.update(fe.track(frame=21), world.cam, world.depth_image(21))
+    assert res.updated and res.state == TRACKING
+
+
+def test_failures_are_reasons_not_exceptions():
+    vo = VisualOdometry(OdometryConfig(use_depth=True))
+    world = SyntheticWorld(sideways_trajectory(n=5), seed=12)
+    fe = FakeFrontEnd(world)
+    vo.update(fe.track(frame=0), world.cam, world.depth_image(0))
+    r = vo.update(fe.track(frame=1), world.cam, np.zeros((10, 10), np.float32))
+    assert r.reason.startswith(geo.REASON_DEPTH_SIZE) and not r.updated
+    r = vo.update(fe.track(frame=2), world.cam, None)
+    assert r.reason == "no depth"
+    bad = Camera(640, 480, np.diag([0.0, 500.0, 1.0]))
+    r = vo.update(fe.track(frame=3), bad, world.depth_image(3))
+    assert r.reason.startswith("invalid camera")
+    # uint16 millimetres are accepted as depth.
+    r = vo.update(fe.track(frame=4), world.cam, (world.depth_image(4) * 1000).astype(np.uint16))
+    assert r.updated, r.reason
+
+
+def test_too_few_matches_is_a_failure():
+    vo = VisualOdometry(OdometryConfig())
+    world = SyntheticWorld(sideways_trajectory(n=3), n_points=10, seed=13)
+    fe = FakeFrontEnd(world)
+    vo.update(fe.track(frame=0), CAM)
+    r = vo.update(fe.track(frame=2), CAM)
+    assert r.reason in (geo.REASON_FEW_MATCHES, "no matches") and not r.updated
+
+
+def test_compose_covariance_adds_uncertainty():
+    T_w_kf = pose_from([1.0, 0.0, 2.0], [0.0, 0.3, 0.0])
+    T_kf_cur = pose_from([0.0, 0.0, 5.0])
+    cov_kf = np.diag([1e-4] * 3 + [1e-6] * 3)
+    cov_rel = np.diag([1e-5] * 3 + [1e-7] * 3)
+    cov = compose_covariance(T_w_kf, cov_kf, T_kf_cur, cov_rel)
+    assert np.all(np.linalg.eigvalsh(cov) > 0)
+    assert np.all(np.diag(cov) >= np.diag(cov_kf))
+    # The keyframe's rotation uncertainty swings the 5 m lever arm: position variance grows beyond the sum.
+    assert cov[0, 0] > cov_kf[0, 0] + cov_rel[0, 0]
+
+
+def test_config_rejects_unknown_policy():
+    with pytest.raises(ValueError):
+        VisualOdometry(OdometryConfig(lost_policy="panic"))
