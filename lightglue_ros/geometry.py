@@ -305,7 +305,10 @@ def relative_pose(pts0, pts1, cam0: Camera, cam1: Camera, cfg=None) -> RelativeP
         inl = np.zeros(n, bool)
     n_in = int(inl.sum())
     R_1_0 = np.asarray(pose.R)
-    T_1_0 = make_T(R_1_0, np.asarray(pose.t).ravel())
+    t_1_0 = np.asarray(pose.t, dtype=np.float64).ravel()
+    t_norm = np.linalg.norm(t_1_0)
+    # The refinement keeps |t| near, not at, 1: renormalise so the direction-only contract holds exactly.
+    T_1_0 = make_T(R_1_0, t_1_0 / t_norm if t_norm > 0 else t_1_0)
     T_0_1 = invert_T(T_1_0)
     res = RelativePose(False, "", T_0_1[:3, :3], T_0_1[:3, 3], inl, n_in)
     if n_in < max(cfg.min_inliers, 5):
@@ -406,7 +409,7 @@ def lift_keypoints(pts_px, depth, cam: Camera, min_depth: float = 0.1, max_depth
         xc, yc = np.clip(x0, 0, w - 2), np.clip(y0, 0, h - 2)
         zs = np.stack([d[yc, xc], d[yc, xc + 1], d[yc + 1, xc], d[yc + 1, xc + 1]], axis=1).astype(np.float64)
         good = inside & np.all(ok(zs), axis=1)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):
             spread = (zs.max(axis=1) - zs.min(axis=1)) / zs.min(axis=1)
         good &= spread <= rel_tolerance
         fx, fy = safe[:, 0] - x0, safe[:, 1] - y0

@@ -142,6 +142,7 @@ class VisualOdometry:
         self._last_step: Optional[float] = None  # last keyframe-to-keyframe translation length
         # (track ids, undistorted pixels) of the last frame whose pose was estimated; None = the keyframe itself.
         self._anchor: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self._last_failed = False
 
     # ---- public state ---------------------------------------------------------------------------------------
     @property
@@ -159,6 +160,11 @@ class VisualOdometry:
     @property
     def covariance(self) -> np.ndarray:
         return self._cov.copy()
+
+    @property
+    def failed(self) -> bool:
+        """True when the last `update` produced no estimate because something failed (reason in `reason`)."""
+        return self._last_failed
 
     @property
     def needs_reference(self) -> bool:
@@ -183,6 +189,7 @@ class VisualOdometry:
     def update(self, track: TrackResult, camera: Camera, depth: Optional[np.ndarray] = None) -> OdometryResult:
         t0 = time.perf_counter()
         stamp = float(track.stamp) if track.stamp is not None else (self._last_stamp or 0.0)
+        self._last_failed = False
         result = self._update(track, camera, depth, stamp)
         result.pose_ms = (time.perf_counter() - t0) * 1e3
         return result
@@ -451,6 +458,7 @@ class VisualOdometry:
     def _failure(self, stamp: float, reason: str) -> OdometryResult:
         cfg = self.config
         self._fails += 1
+        self._last_failed = True
         self._reason = reason
         if self._fails >= cfg.lost_after:
             self._state = LOST
