@@ -471,23 +471,32 @@ def cloud_to_numpy(msg: PointCloud2) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------------- match image
 def draw_matches(image0: np.ndarray, image1: np.ndarray, points0: np.ndarray, points1: np.ndarray,
-                 scores: np.ndarray, text: str) -> np.ndarray:
-    """Reference | current side by side, one line per match coloured by score (turbo), a text band on top."""
+                 scores: np.ndarray, text: str, max_lines: int = 150) -> np.ndarray:
+    """Reference | current side by side with a text band on top.
+
+    Every match gets a dot on both images; at most ``max_lines`` (an even subset) get a line, so the images stay
+    visible. Colour by score: red (low) -> yellow -> green (high).
+    """
     a, b = _as_rgb8(image0), _as_rgb8(image1)
     band = 22
     h = max(a.shape[0], b.shape[0])
     canvas = np.zeros((h + band, a.shape[1] + b.shape[1], 3), np.uint8)
     canvas[band:band + a.shape[0], : a.shape[1]] = a
     canvas[band:band + b.shape[0], a.shape[1]:] = b
-    if len(points0):
-        colours = cv2.applyColorMap(np.clip(np.asarray(scores) * 255, 0, 255).astype(np.uint8).reshape(-1, 1),
-                                    cv2.COLORMAP_TURBO).reshape(-1, 3)[:, ::-1]  # BGR map -> RGB canvas
-        off = np.array([a.shape[1], band], np.float64)
-        for p, q, c in zip(np.asarray(points0, np.float64), np.asarray(points1, np.float64), colours):
-            p0 = (int(round(p[0])), int(round(p[1] + band)))
-            p1 = tuple(int(round(v)) for v in q + off)
-            cv2.line(canvas, p0, p1, tuple(int(v) for v in c), 1, cv2.LINE_AA)
-            cv2.circle(canvas, p1, 2, tuple(int(v) for v in c), -1, cv2.LINE_AA)
+    n = len(points0)
+    if n:
+        s = np.clip(np.asarray(scores, np.float64), 0.0, 1.0)
+        colours = np.stack([np.minimum(1.0, 2.0 * (1.0 - s)), np.minimum(1.0, 2.0 * s), np.zeros_like(s)], 1) * 255
+        q0 = np.round(np.asarray(points0, np.float64) + (0, band)).astype(int)
+        q1 = np.round(np.asarray(points1, np.float64) + (a.shape[1], band)).astype(int)
+        overlay = canvas.copy()
+        for i in np.unique(np.linspace(0, n - 1, min(n, max_lines)).astype(int)):
+            cv2.line(overlay, tuple(q0[i]), tuple(q1[i]), tuple(float(c) for c in colours[i]), 1, cv2.LINE_AA)
+        canvas = cv2.addWeighted(overlay, 0.6, canvas, 0.4, 0.0)  # lines translucent: the scene shows through
+        for p, q, c in zip(q0, q1, colours):
+            colour = tuple(float(v) for v in c)
+            cv2.circle(canvas, tuple(p), 2, colour, -1, cv2.LINE_AA)
+            cv2.circle(canvas, tuple(q), 2, colour, -1, cv2.LINE_AA)
     cv2.putText(canvas, text, (4, band - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
 

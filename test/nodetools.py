@@ -226,9 +226,9 @@ class RosSide:
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
+        self._thread.join(timeout=5.0)  # a spin thread still inside rcl at interpreter exit aborts the process
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=2.0)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = 0.02) -> bool:
