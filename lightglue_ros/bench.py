@@ -122,6 +122,14 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _set_threads(n: Optional[int]) -> None:
+    """One thread count for ours and the reference alike (torch's setting is process-wide)."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 # ---------------------------------------------------------------------------------------------------- frames
 
 def load_frames(source: str, max_frames: Optional[int], resize: Optional[int]) -> tuple[list, str]:
@@ -330,6 +338,7 @@ def run_frontend_bench(args) -> dict:
     from .frontend import FrontEndConfig
 
     device = resolve_device(args.device)
+    _set_threads(args.threads)
     frames, name = load_frames(args.source, args.max_frames, args.resize)
     if len(frames) < 2:
         raise UserError(f"bench frontend needs at least 2 readable frames, {args.source} gave {len(frames)}")
@@ -392,7 +401,8 @@ def format_frontend(res: dict) -> str:
         f"{m['torch_threads']} threads, device {m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else ""),
         f"{res['reference_note']}",
         f"{res['sequence']}: {res['frames']} frames {res['size'][0]}x{res['size'][1]}, max {res['max_keypoints']} "
-        f"keypoints, {res['runs']} run(s), {res['warmup_frames']} warm-up frames not counted; median ms per frame",
+        f"keypoints, {res['runs']} run(s), {res['warmup_frames']} warm-up frames run first, not timed; "
+        "median ms per frame",
         f"{'configuration':<28}{'extract':>9}{'match':>9}{'total':>9}{'stop':>6}{'pruned':>8}{'fps':>8}"
         f"{'matches':>9}{'x ref':>7}",
     ]
@@ -453,6 +463,7 @@ def run_accuracy_bench(args) -> dict:
     bad = [b for b in backends if b not in ("lightglue", "orb", "sift")]
     if bad or not backends:
         raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue,orb,sift")
+    _set_threads(args.threads)
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
         raise UserError(f"bench accuracy needs ground truth; {args.source} ({seq.kind}) has none")
@@ -520,6 +531,7 @@ def add_parser(subparsers) -> None:
     f.add_argument("--runs", type=_positive_int, default=3, metavar="R", help="passes over the frames (3)")
     f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     f.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto")
+    f.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: torch's)")
     f.add_argument("--resize", type=_positive_int, metavar="PX", help="resize the long side (default: native)")
     f.add_argument("--no-reference", action="store_true", help="skip the official reference")
     f.add_argument("--json", metavar="FILE", help="write all numbers as JSON")
@@ -535,6 +547,7 @@ def add_parser(subparsers) -> None:
     a.add_argument("--max-keypoints", type=_positive_int, default=1024, metavar="N")
     a.add_argument("--pairs-gap", type=_positive_int, default=1, metavar="K", help="pair frame i with i+K (1)")
     a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    a.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: torch's)")
     a.add_argument("--json", metavar="FILE")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_accuracy)

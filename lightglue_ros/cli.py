@@ -81,11 +81,13 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
                    help="LightGlue early exit (default 0.95; -1 runs all layers)")
     p.add_argument("--width-confidence", type=float, metavar="C",
                    help="LightGlue point pruning (default 0.99; -1 disables)")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch CPU threads (default: torch's choice; 1 avoids oversubscription on busy machines)")
 
 
 _FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "device": "device",
                    "precision": "precision", "depth_confidence": "depth_confidence",
-                   "width_confidence": "width_confidence"}
+                   "width_confidence": "width_confidence", "threads": "num_threads"}
 
 
 def frontend_config_from_args(args, base=None):
@@ -443,12 +445,14 @@ def cmd_pair(args) -> int:
     inl = int(rel.num_inliers) if rel.ok else 0
     R = np.asarray(rel.R, dtype=float) if rel.ok else None
     t = np.asarray(rel.t, dtype=float).reshape(3) if rel.ok else None
+    if t is not None:  # monocular: only the direction is known; PoseLib's refinement leaves |t| near, not at, 1
+        t = t / max(np.linalg.norm(t), 1e-12)
     tel = tr.telemetry
     print(f"{len(tr.kpts0)} / {len(tr.kpts1)} keypoints, {tr.num_matches} matches, {inl} inliers, "
           f"stop layer {tel.stop_layer}/{tel.n_layers}, pruned {tel.pruned0 + tel.pruned1}, "
           f"extract {tel.extract_ms:.1f} ms, match {tel.match_ms:.1f} ms ({fe_cfg.backend}, {tel.device})")
     if rel.ok:
-        print("R (x1 = R x0 + t):")
+        print("pose of camera 1 in camera 0 (T_0_1: x0 = R x1 + t), R:")
         for row in R:
             print("  " + " ".join(f"{v:+.6f}" for v in row))
         print("t (unit length): " + " ".join(f"{v:+.6f}" for v in t))
@@ -497,7 +501,8 @@ def plot_matches(path, img0, img1, pts0, pts1, inliers=None, title: str = "") ->
 def add_pair_parser(sub) -> None:
     p = sub.add_parser("pair", help="match two images and print their relative pose",
                        description="Extracts and matches IMG0 and IMG1 with the front end, estimates the relative "
-                                   "pose with PoseLib (x1 = R x0 + t, |t| = 1) and prints matches, inliers and the "
+                                   "pose with PoseLib (T_0_1, the pose of camera 1 in camera 0: x0 = R x1 + t, "
+                                   "|t| = 1) and prints matches, inliers and the "
                                    "LightGlue stop layer. --json adds one JSON object on the last line.")
     p.add_argument("img0", metavar="IMG0")
     p.add_argument("img1", metavar="IMG1")
