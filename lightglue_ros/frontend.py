@@ -27,6 +27,7 @@ import torch
 from .types import Telemetry, TrackResult
 
 BACKENDS = ("lightglue", "orb", "sift")
+SPECULAR_RIM = np.ones((7, 7), np.uint8)  # specular masks grow by 3 px
 
 
 @dataclass
@@ -261,7 +262,8 @@ class FrontEnd:
             raise FrontEndError(f"unknown backend '{config.backend}' ({' | '.join(BACKENDS)})")
         if config.max_keypoints == 0 or config.max_keypoints < -1:
             raise FrontEndError(f"max_keypoints must be positive (or -1 with a detection threshold), got {config.max_keypoints}")
-        self.device = resolve_device(config.device) if config.backend == "lightglue" else torch.device("cpu")
+        device = resolve_device(config.device)  # validated for every backend: a typo must not pass silently
+        self.device = device if config.backend == "lightglue" else torch.device("cpu")
         self.dtype = resolve_precision(config.precision, self.device)
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
@@ -328,7 +330,9 @@ class FrontEnd:
             m = (m[..., 0] if m.ndim == 3 else m) > 0
             ignore = m if ignore is None else ignore | m
         if self.config.specular_threshold > 0:
-            spec = to_grey(image) >= self.config.specular_threshold
+            spec = (to_grey(image) >= self.config.specular_threshold).astype(np.uint8)
+            # The rim of a highlight is as view-dependent as its core: corners on it do not belong to the scene.
+            spec = cv2.dilate(spec, SPECULAR_RIM).astype(bool)
             ignore = spec if ignore is None else ignore | spec
         return ignore, ""
 
