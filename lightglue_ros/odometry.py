@@ -26,6 +26,9 @@ Rules:
   tells the caller to reset the front end) so the next good frame re-initialises, "hold" keeps the keyframe and
   keeps trying. While lost the pose covariance is inflated by ``lost_covariance`` on the diagonal.
 - Odometry is continuous (REP-105): a reset never moves the pose; the new track starts from the last pose.
+  Monocular initialisation holds the pose (``updated=False``) until the first keyframe pair has enough
+  translation; that frame then places the camera where it measured it, the one step that happens before tracking
+  starts. Landmarks running out while tracking (no reset) re-initialise the same way, with the speed prior.
 - Poses are 4x4 float64 ``T_world_cam`` in the camera optical convention; world = the first camera frame.
   Covariances are 6x6 (x y z roll pitch yaw) in the world frame for the pose, in the camera frame for the twist.
 """
@@ -268,11 +271,17 @@ class VisualOdometry:
         if not est.ok:
             return self._failure(stamp, est.reason)
         step = _Step(est.T_0_1, est.covariance, est.num_inliers, est.parallax_px)
-        keyframe = self._wants_keyframe(track, step)
+        # A frame whose own depth is unusable at its keypoints would make a keyframe nothing can be tracked from.
+        keyframe = self._wants_keyframe(track, step) and self._depth_usable(track.points1, camera, depth)
         result = self._success(stamp, step, keyframe)
         if keyframe:
             self._kf = _Keyframe(self._pose.copy(), self._cov.copy(), stamp, depth=geo.depth_in_metres(depth))
         return result
+
+    def _depth_usable(self, pts_px, camera: Camera, depth) -> bool:
+        cfg = self.config
+        lifted = geo.lift_keypoints(pts_px, depth, camera, cfg.min_depth, cfg.max_depth, cfg.depth_interpolation)
+        return int(lifted.valid.sum()) >= max(cfg.min_inliers, cfg.keyframe_min_inliers // 2)
 
     # ---- monocular ------------------------------------------------------------------------------------------
     def _track_mono(self, track: TrackResult, camera: Camera, depth, stamp: float, p0, p1, ids) -> OdometryResult:
@@ -323,8 +332,10 @@ class VisualOdometry:
         if est.reason == geo.REASON_NO_PARALLAX:
             return self._static(stamp, est.num_inliers)
         if est.reason == geo.REASON_ROTATION:
-            # Translation is unobservable; the rotation is not. Report it with zero translation.
-            step = _Step(geo.make_T(est.R, np.zeros(3)), np.eye(6) * 1e-6, est.num_inliers, est.parallax_px)
+            # Translation is unobservable; the rotation is not. Report it with zero translation, whose variance
+            # is one (unit-baseline units, there is no scale yet), and a small rotation variance.
+            cov = np.diag([1.0, 1.0, 1.0, 1e-6, 1e-6, 1e-6])
+            step = _Step(geo.make_T(est.R, np.zeros(3)), cov, est.num_inliers, est.parallax_px)
             keyframe = self._wants_keyframe(track, step)
             result = self._success(stamp, step, keyframe, reason="initialising: pure rotation")
             if keyframe:
@@ -337,6 +348,7 @@ class VisualOdometry:
                             f"{cfg.init_min_parallax_px:g} px)")
             self._fails = 0
             return self._result(stamp, updated=False, keyframe=False, inliers=est.num_inliers)
+        first = self._speed is None and self._last_step is None
         baseline = self._seed_baseline(stamp)
         T_kf_cur = geo.make_T(est.R, est.t * baseline)
         inl = est.inliers
@@ -345,7 +357,8 @@ class VisualOdometry:
         cov, sigma = geo.pose_covariance(X0[ok], p1[inl][ok], T_kf_cur, camera.K)
         step = _Step(T_kf_cur, cov, est.num_inliers, est.parallax_px)
         no_landmarks = np.full(len(ids), -1, np.int64)
-        result = self._success(stamp, step, True, reason="initialised")
+        result = self._success(stamp, step, True, reason="initialised (scale: unit baseline)" if first
+                               else "re-initialised (scale from the last speed: a prior, not a measurement)")
         self._promote_mono(camera, stamp, step, p0, p1, ids, np.zeros(len(ids), bool), no_landmarks,
                            max(sigma, 0.5 * cfg.ransac_threshold_px))
         if len(self._kf.ids) < cfg.min_inliers:

@@ -397,3 +397,30 @@ def test_compose_covariance_adds_uncertainty():
 def test_config_rejects_unknown_policy():
     with pytest.raises(ValueError):
         VisualOdometry(OdometryConfig(lost_policy="panic"))
+
+
+def test_rgbd_does_not_promote_a_frame_without_usable_depth():
+    poses = sideways_trajectory(n=90)
+    world = SyntheticWorld(poses, seed=14)
+    fe = FakeFrontEnd(world)
+    vo = VisualOdometry(OdometryConfig(use_depth=True))
+    holes = np.zeros((480, 640), np.float32)  # right size, no valid pixel
+    results = []
+    for i in range(90):
+        res = vo.update(fe.track(frame=i), world.cam, world.depth_image(i) if i < 40 else holes)
+        if res.keyframe:
+            fe.promote()
+        results.append(res)
+    assert not any(r.keyframe for r in results[40:])
+    # Tracking goes on against the last keyframe with depth, until it no longer overlaps.
+    assert results[45].updated and results[45].state == TRACKING
+
+
+def test_monocular_initialisation_reasons():
+    world = SyntheticWorld(sideways_trajectory(n=20), seed=15)
+    _, results = run_odometry(world, OdometryConfig())
+    reasons = [r.reason for r in results]
+    assert reasons[0] == "first frame (reference)"
+    first = next(k for k, r in enumerate(results) if r.state == TRACKING)
+    assert reasons[first] == "initialised (scale: unit baseline)" and results[first].keyframe
+    assert all(not r.updated or r.reason.startswith("initialising: pure rotation") for r in results[1:first])
