@@ -155,6 +155,9 @@ class Listener:
         with self.lock:
             return dict(self.diagnostics[-1]) if self.diagnostics else {}
 
+    def received(self) -> int:
+        return int(self.latest().get("received", 0))
+
     def outcomes(self) -> int:
         d = self.latest()
         return sum(int(d.get(k, 0)) for k in ("processed", "skipped", "failed"))
@@ -180,7 +183,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=120, help="frames of the synthetic sequence")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
-    p.add_argument("--max-keypoints", type=int, default=512)
+    p.add_argument("--max-keypoints", type=int, default=256)
     p.add_argument("--motion", default="orbit", help="synthetic motion: orbit | forward | rotate | static")
     p.add_argument("--rgbd", action="store_true", help="publish depth too and run the node in RGB-D mode")
     p.add_argument("--domain-id", type=int, default=0, help="ROS_DOMAIN_ID (0 = pick one from the pid)")
@@ -250,19 +253,19 @@ def play(args, node, listener: Listener, proc: subprocess.Popen) -> tuple[int, f
         raise RuntimeError("the matcher never subscribed to image/camera_info")
     if proc.poll() is not None:
         raise RuntimeError(f"matcher_node exited with {proc.returncode} before the first frame")
-    time.sleep(0.3)  # let both ends finish matching their endpoints
+    time.sleep(0.5)  # let both ends finish matching their endpoints
     gt: Dict[float, np.ndarray] = {}
     t0, sent = time.monotonic(), 0
     for i, frame in enumerate(synthetic_sequence(cfg)):  # rendered on the fly while the node works
         stamp = STAMP0 + frame.stamp
         gt[stamp] = frame.gt_pose
-        done_before = listener.outcomes()
+        done_before, received_before = listener.outcomes(), listener.received()
         stamp_msg = player.publish(frame, stamp)
         sent += 1
         if i == args.frames // 2:
             listener.want_match_image()
-        finished = _wait(lambda: listener.has_odom(stamp_msg) or listener.outcomes() > done_before
-                         or proc.poll() is not None, args.frame_timeout)
+        finished = _wait_outcome(listener, player, frame, stamp, stamp_msg, done_before, received_before, proc,
+                                 args.frame_timeout)
         if proc.poll() is not None:
             raise RuntimeError(f"matcher_node exited with {proc.returncode} at frame {i}")
         if not finished:
@@ -275,6 +278,20 @@ def play(args, node, listener: Listener, proc: subprocess.Popen) -> tuple[int, f
                   f"matches {_num(d, 'matches_mean'):5.0f}  inliers {_num(d, 'inliers_mean'):5.0f}  "
                   f"stop layer {_num(d, 'stop_layer_mean'):4.1f}  {_num(d, 'total_ms'):4.0f} ms", flush=True)
     return sent, time.monotonic() - t0, gt
+
+
+def _wait_outcome(listener: Listener, player: Player, frame, stamp: float, stamp_msg, done_before: int,
+                  received_before: int, proc, timeout: float) -> bool:
+    """Until the node has an outcome for this frame; resend it if the node never heard it (a best-effort reader
+    drops samples from a writer it has not matched yet, right after discovery)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if _wait(lambda: listener.has_odom(stamp_msg) or listener.outcomes() > done_before
+                 or proc.poll() is not None, min(2.0, end - time.monotonic())):
+            return True
+        if listener.received() <= received_before:
+            player.publish(frame, stamp)
+    return False
 
 
 def _num(d: Dict[str, str], key: str) -> float:
@@ -312,7 +329,7 @@ def summarise(args, listener: Listener, sent: int, seconds: float, gt: Dict[floa
                 mean_total_ms=_weighted(diags, "total_ms"), mean_matches=float(np.mean(counts)) if counts else 0.0,
                 device=d.get("device", ""))
     s.skipped_reasons = {k.split(".", 1)[1]: int(v) for k, v in d.items() if k.startswith(("skipped.", "failed."))}
-    s.n_layers = 9 if d.get("backend", "lightglue") == "lightglue" else 0
+    s.n_layers = int(d.get("layers", 0))
     # Odometry is T_odom_base; back to camera poses in the first camera frame (the node's default extrinsic).
     T_bc = conv.transform_from_xyzq(conv.OPTICAL_TO_BODY_XYZQ)
     inv = np.linalg.inv(T_bc)

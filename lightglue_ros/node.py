@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import re
 import sys
 import threading
 import time
@@ -115,8 +116,6 @@ FRONTEND_DOCS: Dict[str, Tuple[str, Optional[float], Optional[float], Tuple[str,
     "colour": ("Feed colour images to ALIKED (false: grey).", None, None, ()),
     "specular_threshold": ("Ignore pixels at or above this brightness (0 = off).", 0, 255, ()),
     "min_keypoints": ("Fewer keypoints than this in a frame: no matching (skipped with a reason).", 0, 100000, ()),
-    "auto_promote": ("Front end promotes every frame to reference (the odometry manages keyframes: keep false "
-                     "unless the pipeline says otherwise).", None, None, ()),
     "ratio_test": ("ORB/SIFT: Lowe's ratio test threshold.", 0.0, 1.0, ()),
 }
 
@@ -143,6 +142,12 @@ ODOMETRY_DOCS: Dict[str, Tuple[str, Optional[float], Optional[float], Tuple[str,
 }
 
 
+#: Core fields that are deliberately not parameters, and why (the coverage test reads this).
+NOT_PARAMETERS: Dict[str, str] = {
+    "frontend.auto_promote": "the pipeline fixes it to false: the odometry chooses keyframes",
+}
+
+
 def _config_specs(cls, docs, target: str, taken: set) -> List[ParamSpec]:
     """One ParamSpec per dataclass field not already covered by a node parameter."""
     specs = []
@@ -159,8 +164,9 @@ def _config_specs(cls, docs, target: str, taken: set) -> List[ParamSpec]:
 def parameter_table() -> List[ParamSpec]:
     """Every parameter the node declares, in declaration order (the YAML lists the same, with defaults)."""
     node = list(NODE_PARAMS)
-    fe_taken = {p.covers.split(".")[1] for p in node if p.covers.startswith("frontend.")}
-    od_taken = {p.covers.split(".")[1] for p in node if p.covers.startswith("odometry.")}
+    covered = {p.covers for p in node if p.covers} | set(NOT_PARAMETERS)
+    fe_taken = {c.split(".")[1] for c in covered if c.startswith("frontend.")}
+    od_taken = {c.split(".")[1] for c in covered if c.startswith("odometry.")}
     return (node + _config_specs(FrontEndConfig, FRONTEND_DOCS, "frontend", fe_taken)
             + _config_specs(OdometryConfig, ODOMETRY_DOCS, "odometry", od_taken))
 
@@ -332,6 +338,21 @@ class NewestSlot:
             self._cond.notify_all()
 
 
+_MAX_REASONS = 48  # distinct reason keys kept; later new ones count as "other" (memory stays bounded)
+
+
+def reason_key(reason: str) -> str:
+    """A bounded counting key for a free-text reason: its first clause, numbers and details removed.
+
+    "image 320x240 does not match camera_info 640x480" -> "image NxN does not match camera_info NxN";
+    "invalid camera: focal length ..." -> "invalid camera"; "time jumped backwards; too few matches" -> the cause.
+    """
+    text = reason.split(";")[0].split(":")[0]
+    text = re.sub(r"\([^)]*\)", "", text)
+    text = re.sub(r"[-+]?\d+(\.\d+)?", "N", text)
+    return " ".join(text.split()) or "unknown"
+
+
 class OutcomeCounters:
     """Thread-safe counts by outcome and reason, plus per-period sums for /diagnostics."""
 
@@ -345,6 +366,7 @@ class OutcomeCounters:
         self.state = "initializing"
         self.device = ""
         self.backend = ""
+        self.n_layers = 0
 
     def count_received(self) -> None:
         with self.lock:
@@ -356,7 +378,10 @@ class OutcomeCounters:
             self.totals[outcome] += 1
             self.window[outcome] += 1
             if outcome != PROCESSED:
-                self.reasons[f"{outcome}.{reason or 'unknown'}"] += 1
+                key = f"{outcome}.{reason_key(reason)}"
+                if key not in self.reasons and len(self.reasons) >= _MAX_REASONS:
+                    key = f"{outcome}.other"
+                self.reasons[key] += 1
 
     def add_telemetry(self, out: FrameOutcome) -> None:
         with self.lock:
@@ -370,7 +395,7 @@ class OutcomeCounters:
                 w["pruned"] += tel.pruned0 + tel.pruned1
                 w["keypoints"] += tel.keypoints0 + tel.keypoints1
                 w["matches"] += out.track.num_matches
-                self.device, self.backend = tel.device, tel.backend
+                self.device, self.backend, self.n_layers = tel.device, tel.backend, tel.n_layers
             if out.odometry is not None:
                 w["with_pose"] += 1
                 w["inliers"] += out.odometry.inliers
@@ -661,7 +686,10 @@ class MatcherNode(Node):
         if out.outcome == PROCESSED:
             self._publish(out, small, header, frame_id, T_base_cam)
         else:
-            self.log_cause(f"{out.outcome}:{out.reason}", f"frame {out.outcome}: {out.reason}", "info")
+            self.log_cause(f"{out.outcome}:{reason_key(out.reason)}", f"frame {out.outcome}: {out.reason}", "info")
+            lost = out.odometry is not None and out.odometry.state == LOST
+            if lost and self.settings.publish_when_lost:  # keep the stream alive, flagged by the covariance
+                self._publish_odometry(out.odometry, header.stamp, T_base_cam)
         self._finish(out.outcome, out.reason)
 
     def _convert(self, item: FrameInput):
@@ -671,10 +699,8 @@ class MatcherNode(Node):
             image = (conv.compressed_to_numpy(msg) if isinstance(msg, CompressedImage) else conv.image_to_numpy(msg))
         except conv.ConversionError as exc:
             return self._reject(FAILED, exc.reason, f"image: {exc}")
-        if self.camera_msg is None:
-            return self._reject(SKIPPED, "no_camera_info", "no CameraInfo received yet on camera_info")
         try:
-            camera = self._camera()
+            camera = self._camera()  # None before the first CameraInfo: the pipeline skips the frame
             depth = conv.depth_to_numpy(item.depth) if item.depth is not None else None
         except conv.ConversionError as exc:
             return self._reject(FAILED, exc.reason, str(exc))
@@ -682,8 +708,10 @@ class MatcherNode(Node):
         frame_id = msg.header.frame_id or self.settings.camera_frame
         return image, camera, depth, mask, frame_id
 
-    def _camera(self) -> Camera:
+    def _camera(self) -> Optional[Camera]:
         msg = self.camera_msg
+        if msg is None:
+            return None
         if self.camera is None or self._camera_source is not msg:
             self._camera_source = msg  # CameraInfo rarely changes: convert once per message object
             self.camera = conv.camera_from_msg(msg)
@@ -787,7 +815,7 @@ class MatcherNode(Node):
             "input_rate_hz": w["received"] / dt, "processed_rate_hz": w[PROCESSED] / dt,
             "extract_ms": w["extract_ms"] / timed, "match_ms": w["match_ms"] / timed,
             "pose_ms": w["pose_ms"] / timed, "total_ms": w["total_ms"] / timed,
-            "stop_layer_mean": w["stop_layer"] / timed,
+            "stop_layer_mean": w["stop_layer"] / timed, "layers": self.counters.n_layers,
             "pruned_fraction": w["pruned"] / w["keypoints"] if w["keypoints"] else 0.0,
             "matches_mean": w["matches"] / timed, "inliers_mean": w["inliers"] / posed,
             "state": state, "device": self.counters.device or self.pipeline_device(),

@@ -359,14 +359,18 @@ def _number(text: str):
 
 # ------------------------------------------------------------------------------------------------ playing
 def play(player: Player, collector: Collector, frames: Iterable[Frame], frame_timeout: float = 20.0,
-         on_frame: Optional[Callable[[int, float], None]] = None, **publish_kwargs) -> List[float]:
+         resend_after: float = 2.0, on_frame: Optional[Callable[[int, float], None]] = None,
+         **publish_kwargs) -> List[float]:
     """Publish frames one at a time; the next goes out once the node has an outcome for this one.
 
     An outcome shows as an odom with this stamp or as the diagnostics count reaching it (set a short
-    ``diagnostics_period`` on the node so skipped frames do not wait a second). Returns the stamps sent.
+    ``diagnostics_period`` on the node so skipped frames do not wait a second). A frame the node has not received
+    after ``resend_after`` s is sent again: right after discovery a best-effort reader may not have matched the
+    writer yet and drops its first samples. Returns the stamps sent.
     """
     sent: List[float] = []
-    done_before = collector.outcomes()
+    start = collector.diagnostics_values()
+    done_before, received_before = collector.outcomes(), int(start.get("received", 0))
     for i, frame in enumerate(frames):
         t = player.publish(frame, **publish_kwargs)
         sent.append(t)
@@ -374,8 +378,13 @@ def play(player: Player, collector: Collector, frames: Iterable[Frame], frame_ti
         def finished() -> bool:
             return t in collector.odom_stamps() or collector.outcomes() >= done_before + i + 1
 
-        if not wait_for(finished, frame_timeout, poll=0.005):
-            raise TimeoutError(f"no outcome for frame {i} (stamp {t}) after {frame_timeout} s")
+        deadline = time.monotonic() + frame_timeout
+        while not wait_for(finished, min(resend_after, max(0.0, deadline - time.monotonic())), poll=0.005):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no outcome for frame {i} (stamp {t}) after {frame_timeout} s; "
+                                   f"diagnostics {collector.diagnostics_values()}")
+            if int(collector.diagnostics_values().get("received", 0)) < received_before + i + 1:
+                player.publish(frame, **publish_kwargs)  # lost before the node heard it: same stamp again
         if on_frame is not None:
             on_frame(i, t)
     return sent

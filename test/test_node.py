@@ -75,6 +75,7 @@ def mono(ros, tmp_path_factory):
     proc = _start(ros, tmp_path_factory, FAST)
     collector, player = nt.Collector(ros), nt.Player(ros)
     assert player.wait_subscribed(20), proc.output()
+    time.sleep(0.5)  # the node's readers match our writers a moment after we see them (best effort drops before)
     extra = {}
     try:
         sent = nt.play(player, collector, frames[:IMAGE_SUBSCRIBE_AT])
@@ -87,6 +88,7 @@ def mono(ros, tmp_path_factory):
         nt.wait_for(lambda: len(collector.odom) >= diag.get("processed", 0), 5)
     except Exception:
         proc.kill()
+        print(proc.output())
         raise
     yield Run(proc, collector, player, frames, sent, diag, extra)
     proc.kill()
@@ -108,6 +110,7 @@ def rgbd(ros_rgbd, tmp_path_factory):
     proc = _start(ros, tmp_path_factory, params)
     collector, player = nt.Collector(ros, namespace=""), nt.Player(ros, compressed=True)
     assert player.wait_subscribed(20, depth=True), proc.output()
+    time.sleep(0.5)
     extra = {}
     try:
         kw = dict(with_depth=True, depth_encoding="16UC1")
@@ -118,6 +121,7 @@ def rgbd(ros_rgbd, tmp_path_factory):
         diag = _settle(collector, RGBD_FRAMES)
     except Exception:
         proc.kill()
+        print(proc.output())
         raise
     yield Run(proc, collector, player, frames, sent, diag, extra)
     proc.kill()
@@ -146,6 +150,15 @@ def test_stamp_pairer_pairs_within_slop_and_evicts_older_images():
     assert evicted == ["x0"] and len(p.images) == 3
 
 
+def test_reason_keys_are_bounded():
+    assert node_mod.reason_key("image 320x240 does not match camera_info 640x480") == \
+        "image NxN does not match camera_info NxN"
+    assert node_mod.reason_key("invalid camera: focal length must be positive (fx=0)") == "invalid camera"
+    assert node_mod.reason_key("time jumped backwards; too few matches") == "time jumped backwards"
+    assert node_mod.reason_key("too few keypoints (3 < 8)") == "too few keypoints"
+    assert node_mod.reason_key("") == "unknown" and node_mod.reason_key("bad_step") == "bad_step"
+
+
 def test_parameter_table_covers_every_core_field_with_documentation():
     from lightglue_ros.frontend import FrontEndConfig
     from lightglue_ros.odometry import OdometryConfig
@@ -154,7 +167,8 @@ def test_parameter_table_covers_every_core_field_with_documentation():
     table = node_mod.parameter_table()
     names = [p.name for p in table]
     assert len(names) == len(set(names)), "duplicate parameter names"
-    covered = {(p.target, p.config_field) for p in table} | {tuple(p.covers.split(".")) for p in table if p.covers}
+    covered = ({(p.target, p.config_field) for p in table} | {tuple(p.covers.split(".")) for p in table if p.covers}
+               | {tuple(k.split(".")) for k in node_mod.NOT_PARAMETERS})
     for cls, target in ((FrontEndConfig, "frontend"), (OdometryConfig, "odometry")):
         for f in dataclasses.fields(cls):
             assert (target, f.name) in covered, f"{cls.__name__}.{f.name} has no ROS parameter"
