@@ -209,7 +209,7 @@ def frame_row(index: int, outcome: FrameOutcome) -> dict:
     tel = tr.telemetry if tr is not None else None
     return {
         "index": index,
-        "stamp": f"{outcome.stamp:.9f}",
+        "stamp": evaluate.format_stamp(outcome.stamp),
         "outcome": outcome.outcome,
         "reason": outcome.reason,
         "keypoints": tel.keypoints1 if tel is not None else 0,
@@ -354,6 +354,11 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _num(v, spec: str) -> str:
+    """Numbers from JSON-ready dicts: NaN was written as None ('n/a' here)."""
+    return "n/a" if v is None else format(v, spec)
+
+
 def _print_run(s: dict, out: Path) -> None:
     o = s["outcomes"]
     fps = s["fps_pipeline"]
@@ -364,9 +369,11 @@ def _print_run(s: dict, out: Path) -> None:
             print(f"  {outcome}: " + ", ".join(f"{k} x{v}" for k, v in s["reasons"][outcome].items()))
     m = s.get("metrics")
     if m and "ape" in m:
-        print(f"ATE rmse {m['ape']['rmse']:.4f} ({m['alignment']}, {m['ate_percent']:.2f} % of path), "
-              f"RPE trans rmse {m['rpe_trans']['rmse']:.4f}, RPE rot rmse {m['rpe_rot_deg']['rmse']:.3f} deg, "
-              f"scale {m['scale']:.4f}")
+        print(f"ATE rmse {_num(m['ape']['rmse'], '.4f')} ({m['alignment']}, {_num(m['ate_percent'], '.2f')} % of "
+              f"path), RPE trans rmse {_num(m['rpe_trans']['rmse'], '.4f')}, RPE rot rmse "
+              f"{_num(m['rpe_rot_deg']['rmse'], '.3f')} deg, scale {_num(m['scale'], '.4f')}")
+        for note in m.get("notes") or ():
+            print(f"  note: {note}")
     elif m:
         print(f"not evaluated: {m.get('error')}")
     print(f"wrote {out}/trajectory.tum, frames.csv, summary.json")

@@ -87,6 +87,11 @@ def trajectory_from_poses(stamps: Sequence[float], poses: Sequence[np.ndarray], 
     return PoseTrajectory3D(poses_se3=mats, timestamps=np.asarray(stamps, dtype=float), name=name or None)
 
 
+def format_stamp(stamp: float) -> str:
+    """Shortest decimal that reads back to the same float (at most ns): no 1341847980.722987890 noise."""
+    return np.format_float_positional(float(stamp), precision=9, unique=True, trim="-")
+
+
 def write_tum(path, stamps: Sequence[float], poses: Sequence[np.ndarray]) -> int:
     """Write ``stamp tx ty tz qx qy qz qw`` rows; returns the number of rows. Stamps keep microseconds and more."""
     from scipy.spatial.transform import Rotation
@@ -98,7 +103,7 @@ def write_tum(path, stamps: Sequence[float], poses: Sequence[np.ndarray]) -> int
         T = np.asarray(pose, dtype=float)
         q = Rotation.from_matrix(T[:3, :3]).as_quat()  # x y z w, the TUM order
         vals = " ".join(f"{v:.9f}" for v in (*T[:3, 3], *q))
-        lines.append(f"{float(stamp):.9f} {vals}\n")
+        lines.append(f"{format_stamp(stamp)} {vals}\n")
     path.write_text("".join(lines))
     return len(lines)
 
@@ -145,10 +150,7 @@ def evaluate(est, gt, *, mono: bool = True, max_diff: float = MAX_STAMP_DIFF) ->
         raise EvaluationError(f"only {n} poses share a stamp with the ground truth; need {min_poses} to align")
     est_a = copy.deepcopy(est_a)
     notes = []
-    with np.errstate(all="ignore"):
-        _, _, scale = est_a.align(gt_a, correct_scale=mono)
-    if not np.isfinite(scale) or (mono and scale <= 0):
-        notes.append("degenerate alignment (estimate does not move?)")
+    scale = _align(est_a, gt_a, mono, notes)
     ape = metrics.APE(metrics.PoseRelation.translation_part)
     ape.process_data((gt_a, est_a))
     rpe_t = _rpe(gt_a, est_a, metrics.PoseRelation.translation_part)
@@ -159,9 +161,30 @@ def evaluate(est, gt, *, mono: bool = True, max_diff: float = MAX_STAMP_DIFF) ->
         alignment="sim3" if mono else "se3", num_est=est.num_poses, num_gt=gt.num_poses, num_matched=n,
         ape=ape_stats, rpe_trans=Stats.of(rpe_t), rpe_rot_deg=Stats.of(rpe_r), path_length=path_len,
         ate_percent=100.0 * ape_stats.rmse / path_len if path_len > 0 else math.nan,
-        scale=float(scale) if mono else 1.0, max_stamp_diff=max_diff, notes=notes,
+        scale=float(scale), max_stamp_diff=max_diff, notes=notes,
     )
     return result, est_a, gt_a
+
+
+def _align(est_a, gt_a, mono: bool, notes: list) -> float:
+    """Umeyama (Sim(3) or SE(3)) in place; returns the scale applied to the estimate (1.0 for SE(3)).
+
+    Umeyama needs positions that span space: a camera that stands still (or moves along a line only, for the
+    rotation) gives a rank-deficient covariance and evo refuses. The errors are then still meaningful after
+    aligning the first poses, which is what we do, saying so in ``notes`` (scale stays 1: nothing to fit it to).
+    """
+    from evo.core.geometry import GeometryException
+
+    try:
+        with np.errstate(all="ignore"):
+            _, _, scale = est_a.align(gt_a, correct_scale=mono)
+    except GeometryException as exc:
+        est_a.align_origin(gt_a)
+        notes.append(f"Umeyama alignment impossible ({exc}); aligned on the first pose instead, scale not fitted")
+        return math.nan if mono else 1.0
+    if not np.isfinite(scale) or (mono and scale <= 0):
+        notes.append("degenerate alignment (estimate does not move?)")
+    return float(scale) if mono else 1.0
 
 
 def _rpe(gt_a, est_a, relation) -> np.ndarray:
@@ -245,12 +268,22 @@ def format_table(result: EvalResult, title: str = "") -> str:
 
 def plot_topdown(path, est_aligned, gt, title: str = "") -> None:
     """Trajectories from above: x (right) against z (forward) of the optical frame, a bird's eye for a
-    forward-looking camera (y points down, so it is the axis we look along)."""
+    forward-looking camera (y points down, so it is the axis we look along).
+
+    Ground truth lives in its own world (a mocap room, a GPS map); both trajectories are first expressed in the
+    optical frame of the first GT camera, one rigid transform for both, so the picture does not depend on it.
+    """
+    import copy
+
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never needs a display
     import matplotlib.pyplot as plt
 
+    to_cam0 = np.linalg.inv(np.asarray(gt.poses_se3[0]))
+    gt, est_aligned = copy.deepcopy(gt), copy.deepcopy(est_aligned)
+    gt.transform(to_cam0)
+    est_aligned.transform(to_cam0)
     fig, ax = plt.subplots(figsize=(6, 6))
     g, e = np.asarray(gt.positions_xyz), np.asarray(est_aligned.positions_xyz)
     ax.plot(g[:, 0], g[:, 2], "-", color="0.3", label="ground truth")

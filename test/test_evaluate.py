@@ -158,3 +158,14 @@ def test_eval_subcommand(tmp_path, capsys):
     rc = main(["eval", str(tmp_path / "est.tum"), str(tmp_path / "nope.tum")])
     assert rc == 2
     assert capsys.readouterr().err.strip().startswith("error:")
+
+
+def test_static_estimate_falls_back_to_origin_alignment():
+    """A camera that stands still gives evo a rank-deficient Umeyama problem: no crash, a note, first-pose alignment."""
+    stamps, gt = _gt_poses(20)
+    gt_static = [gt[0].copy() for _ in gt]
+    est = [np.eye(4) for _ in gt]
+    res, _, _ = ev.evaluate(ev.trajectory_from_poses(stamps, est), ev.trajectory_from_poses(stamps, gt_static))
+    assert res.notes and "first pose" in res.notes[0]
+    assert res.ape.max < 1e-9 and math.isnan(res.scale)
+    assert json.loads(json.dumps(res.to_dict()))["scale"] is None  # NaN is written as null
