@@ -217,6 +217,12 @@ def scale_camera(camera: Camera, sx: float, sy: float) -> Camera:
     return Camera(int(round(camera.width * sx)), int(round(camera.height * sy)), K, np.array(camera.D), camera.model)
 
 
+def unscale_points(points: np.ndarray, scale: float) -> np.ndarray:
+    """Pixels of a frame resized by ``scale`` (see `limit_size`) -> pixels of the original frame."""
+    pts = np.asarray(points, np.float32)
+    return pts if scale == 1.0 else (pts + 0.5) / np.float32(scale) - 0.5
+
+
 @dataclass
 class Resized:
     image: np.ndarray

@@ -785,8 +785,8 @@ class MatcherNode(Node):
             cfg = self.od_cfg
             xyz = lift_keypoints(p1, small.depth, small.camera, cfg.min_depth, cfg.max_depth,
                                  cfg.depth_interpolation).xyz
-        inv = 1.0 / small.scale  # keypoints back into the pixels of the image as received
-        self.cloud_pub.publish(conv.matches_cloud(p0 * inv, p1 * inv, track.scores, track.track_ids, header, xyz))
+        p0, p1 = conv.unscale_points(p0, small.scale), conv.unscale_points(p1, small.scale)  # pixels as received
+        self.cloud_pub.publish(conv.matches_cloud(p0, p1, track.scores, track.track_ids, header, xyz))
 
     def _publish_match_image(self, out: FrameOutcome, image: np.ndarray, header: Header) -> None:
         track = out.track

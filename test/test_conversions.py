@@ -146,6 +146,7 @@ def test_limit_size_scales_intrinsics_with_the_image():
     uv_big = (cam.K @ X)[:2] / X[2]
     uv_small = (out.camera.K @ X)[:2] / X[2]
     np.testing.assert_allclose((uv_big + 0.5) * 0.5 - 0.5, uv_small)
+    np.testing.assert_allclose(cv.unscale_points(uv_small[None], out.scale)[0], uv_big, rtol=1e-6)
     assert cv.limit_size(image, cam, None, None, 0).scale == 1.0
     assert cv.limit_size(image, cam, None, None, 640).image is image
 
@@ -336,3 +337,14 @@ def test_draw_matches_shape_and_colour():
     img = cv.draw_matches(a, b, np.array([[10.0, 10]]), np.array([[20.0, 30]]), np.array([1.0]), "stop 3")
     assert img.shape == (40 + 22, 120, 3) and img.dtype == np.uint8
     assert img[22:].sum() > 0 and img[:22].sum() > 0  # a line below, text above
+
+
+def test_cloud_reads_back_with_sensor_msgs_py():
+    pc2 = pytest.importorskip("sensor_msgs_py.point_cloud2", reason="sensor_msgs_py needs a ROS 2 install")
+    p0, p1, s, ids = _cloud_inputs(4)
+    xyz = np.array([[0.1, 0.2, 1.0]] * 4, np.float32)
+    msg = cv.matches_cloud(p0, p1, s, ids, Header(frame_id="cam"), xyz=xyz)
+    rows = list(pc2.read_points(msg, field_names=("x", "y", "z", "track_id", "u1", "v1", "score")))
+    assert len(rows) == 4
+    for i, r in enumerate(rows):
+        assert tuple(r)[3] == ids[i] and np.allclose(tuple(r)[4:6], p1[i]) and np.isclose(tuple(r)[6], s[i])
