@@ -230,6 +230,7 @@ def test_monocular_trajectory_matches_ground_truth_after_sim3(mono):
     assert len(est) >= MONO_FRAMES - 3
     ate, scale = nt.ate_sim3(est, gt)
     length = nt.path_length(gt)
+    print(f"monocular: Sim(3) ATE {ate:.4f} m on a {length:.2f} m path ({100 * ate / length:.2f} %)")
     assert ate < 0.05 * length, f"ATE {ate:.4f} m on a {length:.2f} m path (scale {scale:.3f})"
     # The orbit moves the camera mostly along its optical axis and sideways: base x/y, not z (REP-103 mapping).
     odom_xyz = np.array([[m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z]
@@ -349,6 +350,8 @@ def test_rgbd_odometry_is_metric(rgbd):
     length = nt.path_length(gt)
     ate_se3, _ = nt.ate_sim3(est, gt, with_scale=False)
     ate_sim3, scale = nt.ate_sim3(est, gt)
+    print(f"RGB-D: SE(3) ATE {ate_se3:.4f} m on a {length:.2f} m path ({100 * ate_se3 / length:.2f} %), "
+          f"Sim(3) scale {scale:.3f}")
     assert ate_se3 < 0.05 * length, f"SE(3) ATE {ate_se3:.4f} m on {length:.2f} m"
     assert abs(scale - 1) < 0.1, f"metric scale off: Sim(3) scale {scale:.3f}"
 
