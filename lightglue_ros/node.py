@@ -115,7 +115,7 @@ FRONTEND_DOCS: Dict[str, Tuple[str, Optional[float], Optional[float], Tuple[str,
     "aliked_weights": ("ALIKED checkpoint path ('' = find the installed one).", None, None, ()),
     "colour": ("Feed colour images to ALIKED (false: grey).", None, None, ()),
     "specular_threshold": ("Ignore pixels at or above this brightness (0 = off).", 0, 255, ()),
-    "min_keypoints": ("Fewer keypoints than this in a frame: no matching (skipped with a reason).", 0, 100000, ()),
+    "min_keypoints": ("Fewer keypoints than this in a frame: no matching (the frame fails with a reason).", 0, 100000, ()),
     "ratio_test": ("ORB/SIFT: Lowe's ratio test threshold.", 0.0, 1.0, ()),
 }
 
