@@ -14,11 +14,10 @@ import argparse
 import csv
 import dataclasses
 import json
-import math
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -196,7 +195,7 @@ class RunResult:
     poses: list  # 4x4 T_world_cam of those frames
     wall_s: float
     metric: bool  # the odometry produced metric translation (RGB-D)
-    outcomes: list = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: the rows so far are still written
 
 
 def _reason_key(reason: str) -> str:
@@ -205,6 +204,7 @@ def _reason_key(reason: str) -> str:
 
 
 def frame_row(index: int, outcome: FrameOutcome) -> dict:
+    """One frames.csv row. ``index`` is the frame's position in the source (before --stride)."""
     tr, od = outcome.track, outcome.odometry
     tel = tr.telemetry if tr is not None else None
     return {
@@ -239,24 +239,27 @@ def run_sequence(seq, pipeline_cfg, progress: bool = True, desc: str = "") -> Ru
     from .pipeline import Pipeline
 
     pipeline = Pipeline(pipeline_cfg)
-    rows, stamps, poses, outcomes, metric = [], [], [], [], False
+    rows, stamps, poses, metric, interrupted = [], [], [], False, False
     # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI), on otherwise.
     bar = tqdm(total=len(seq), desc=desc or getattr(seq, "name", ""), unit="frame", file=sys.stderr,
                disable=None if progress else True, leave=False)
     t0 = time.perf_counter()
-    for i, frame in enumerate(seq):
-        outcome = process_frame(pipeline, frame)
-        rows.append(frame_row(i, outcome))
-        outcomes.append(outcome)
-        od = outcome.odometry
-        if od is not None and od.pose is not None and np.all(np.isfinite(od.pose)):
-            stamps.append(float(outcome.stamp))
-            poses.append(np.asarray(od.pose, dtype=float))
-            metric = metric or bool(od.metric)
-        bar.update(1)
+    try:
+        for frame in seq:
+            # Keep only the row and the pose: whole outcomes (keypoint arrays) of a long sequence fill memory.
+            outcome = process_frame(pipeline, frame)
+            rows.append(frame_row(frame.index, outcome))
+            od = outcome.odometry
+            if od is not None and od.pose is not None and np.all(np.isfinite(od.pose)):
+                stamps.append(float(outcome.stamp))
+                poses.append(np.asarray(od.pose, dtype=float))
+                metric = metric or bool(od.metric)
+            bar.update(1)
+    except KeyboardInterrupt:  # a long run stopped by hand still leaves its files behind
+        interrupted = True
     bar.close()
     return RunResult(rows=rows, stamps=stamps, poses=poses, wall_s=time.perf_counter() - t0, metric=metric,
-                     outcomes=outcomes)
+                     interrupted=interrupted)
 
 
 def write_frames_csv(path: Path, rows: Sequence[dict]) -> None:
@@ -345,12 +348,15 @@ def cmd_run(args) -> int:
     write_frames_csv(out / "frames.csv", run.rows)
     summary = {"source": str(args.source), "sequence": {"name": seq.name, "kind": seq.kind, "frames": len(seq),
                                                         "has_depth": seq.has_depth, "has_gt": seq.has_gt},
-               **summarize(run), "config": config_dict(cfg), "metrics": None}
-    if args.gt:
+               **summarize(run), "interrupted": run.interrupted, "config": config_dict(cfg), "metrics": None}
+    if args.gt and not run.interrupted:
         res, why = evaluate_run(seq, run, out)
         summary["metrics"] = res.to_dict() if res is not None else {"error": why}
     evaluate.write_json(out / "summary.json", summary)
     _print_run(summary, out)
+    if run.interrupted:
+        print(f"error: interrupted after {len(run.rows)} frames (files hold those)", file=sys.stderr)
+        return 130
     return 0
 
 

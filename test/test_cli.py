@@ -233,8 +233,8 @@ def test_bench_frontend_tiny(tmp_path, capsys):
 
 def test_bench_accuracy_tiny(tmp_path, capsys):
     js = tmp_path / "a.json"
-    rc, out, err = _run(capsys, "bench", "accuracy", "synthetic:frames=8,width=320,height=240", "--backends", "orb,sift",
-                        "--max-keypoints", 256, "--pairs-gap", 2, "-q", "--json", js)
+    rc, out, err = _run(capsys, "bench", "accuracy", "synthetic:frames=8,width=320,height=240",
+                        "--backends", "orb,sift", "--max-keypoints", 256, "--pairs-gap", 2, "-q", "--json", js)
     assert rc == 0, err
     assert "AUC@5" in out and "orb" in out and "sift" in out
     res = json.loads(js.read_text())
