@@ -9,14 +9,17 @@ What is metric and what is not:
 - **RGB-D** (``use_depth``): the keyframe's keypoints are lifted with the keyframe's depth and the current frame
   is located by P3P LO-RANSAC: translations are in metres, and scale cannot drift (each step is measured).
 - **Monocular**: translation is only known up to one global scale. The first keyframe pair defines it (baseline
-  = 1 unit). From then on the scale is carried by *landmarks*: the inlier points triangulated between consecutive
-  keyframes, stored in the keyframe's frame with their persistent track ids. A new frame is located by PnP
-  against those landmarks (so its translation is in the same units), and when it becomes a keyframe its points
-  are re-triangulated and fused (inverse-variance) with the landmarks carried over from the previous keyframe, so
-  scale errors average out over many keyframes instead of random-walking from pair to pair. Poses are consistent
-  up to one global scale (align with Sim(3) to evaluate), never metric. After a reset the scale of the new
-  segment is re-seeded from the last measured speed (``speed * dt``) when there is one, else 1: a guess, not a
-  measurement.
+  = 1 unit). From then on the scale is carried by *landmarks*: inlier points triangulated between consecutive
+  keyframes, stored in the keyframe's frame under their persistent track ids. A new frame is located by PnP
+  (P3P LO-RANSAC) against the precise landmarks, so its translation is in the same units. When it becomes a
+  keyframe, its translation is corrected by the median ratio of stored to re-triangulated depths (least-squares
+  PnP on noisy landmarks shortens translations by a fraction of a percent per keyframe: regression dilution),
+  then its points are triangulated and fused in inverse depth with the landmarks carried over, so the scale is
+  averaged over many keyframes instead of random-walking from pair to pair. On simulated 90 m drives (0.5 px
+  noise, 10% outliers) the scale stays within ~3% and the Sim(3) ATE is below 0.1% of the path. Poses are
+  consistent up to one global scale (align with Sim(3) to evaluate), never metric. After a reset the scale of
+  the new segment is re-seeded from the last measured speed (``speed * dt``) when there is one, else 1: a
+  guess, not a measurement (the reason says so).
 
 Rules:
 
@@ -42,6 +45,18 @@ import numpy as np
 
 from . import geometry as geo
 from .types import INITIALIZING, LOST, TRACKING, Camera, OdometryResult, TrackResult
+
+
+# Monocular scale-propagation constants (measured on 400-frame synthetic drives with 0.5 px noise and 10% outliers:
+# together they cut the scale drift over 60 m from ~15% to ~3% and the Sim(3) ATE from ~0.6% to ~0.12%).
+#: Fresh landmarks and scale ratios need a translational flow of at least this many keypoint sigmas (relative
+#: inverse-depth error below ~15%): low-parallax depths are noisy and truncated at zero, which biases them near.
+MIN_FLOW_SIGMAS = 10.0
+#: PnP uses only landmarks whose relative depth error (sigma_rho / rho) is below this when enough are left.
+PNP_MAX_REL_DEPTH_ERROR = 0.1
+#: Fewest landmark/triangulation pairs for the keyframe scale correction.
+RESCALE_MIN_POINTS = 20
+
 
 
 @dataclass
@@ -290,21 +305,72 @@ class VisualOdometry:
         has_lm = lm_index >= 0
         if has_lm.sum() < max(cfg.min_inliers, 6):
             return self._initialise(track, camera, stamp, p0, p1, ids)
-        est = geo.metric_pose(kf.xyz[lm_index[has_lm]], p1[has_lm], camera, cfg, pts_ref=p0[has_lm])
+        use = self._pnp_landmarks(has_lm, lm_index)
+        est = geo.metric_pose(kf.xyz[lm_index[use]], p1[use], camera, cfg, pts_ref=p0[use])
         if est.reason == geo.REASON_NO_PARALLAX:
             return self._static(stamp, est.num_inliers)
         if not est.ok:
             return self._failure(stamp, est.reason)
-        est.metric = False
         step = _Step(est.T_0_1, est.covariance, est.num_inliers, est.parallax_px)
         keyframe = self._wants_keyframe(track, step)
+        sigma = max(est.sigma_px, 0.5 * cfg.ransac_threshold_px)
+        if keyframe:
+            # Landmarks that disagree with the pose are not carried over.
+            carry = self._consistent(step, camera, p1, lm_index)
+            step = self._rescaled(step, camera, p0, p1, lm_index, carry, sigma)
         result = self._success(stamp, step, keyframe)
         if keyframe:
-            # Landmarks that PnP rejected are not carried over.
-            keep = np.zeros(len(ids), bool)
-            keep[np.flatnonzero(has_lm)[est.inliers]] = True
-            self._promote_mono(camera, stamp, step, p0, p1, ids, keep, lm_index, est.sigma_px)
+            self._promote_mono(camera, stamp, step, p0, p1, ids, carry, lm_index, sigma)
         return result
+
+    def _pnp_landmarks(self, has_lm: np.ndarray, lm_index: np.ndarray) -> np.ndarray:
+        """The matched landmarks PnP uses: the precise ones when there are plenty.
+
+        PnP treats landmarks as exact; noisy depths act like a noisy regressor and shorten the estimated
+        translation (regression dilution), so imprecise landmarks are left out when enough precise ones remain.
+        """
+        kf = self._kf
+        idx = np.maximum(lm_index, 0)
+        rel = np.sqrt(kf.var[idx]) * kf.xyz[idx, 2]
+        good = has_lm & (rel < PNP_MAX_REL_DEPTH_ERROR)
+        return good if good.sum() >= 3 * max(self.config.min_inliers, 6) else has_lm
+
+    def _consistent(self, step: _Step, camera: Camera, p1: np.ndarray, lm_index: np.ndarray) -> np.ndarray:
+        """Matches whose landmark reprojects within 2x the RANSAC threshold under the estimated pose."""
+        has = lm_index >= 0
+        out = np.zeros(len(lm_index), bool)
+        if not has.any():
+            return out
+        Xc = geo.transform(geo.invert_T(step.T_kf_cur), self._kf.xyz[lm_index[has]])
+        err = np.linalg.norm(geo.project(camera.K, Xc) - p1[has], axis=1)
+        out[has] = (Xc[:, 2] > 0) & (err < 2 * self.config.ransac_threshold_px)
+        return out
+
+    def _rescaled(self, step: _Step, camera: Camera, p0, p1, lm_index, carry, sigma_px: float) -> _Step:
+        """Keyframe translation rescaled so re-triangulated depths agree with the stored landmark depths.
+
+        Triangulated depths scale linearly with the baseline, so each landmark gives a scale ``z_stored / z_tri``;
+        their median is robust to outliers and, unlike the least-squares PnP translation, is not shortened by
+        noisy landmark depths (regression dilution). Pairs count when their measured translational flow reaches
+        MIN_FLOW_SIGMAS sigma, the same selection the fresh landmarks of `_promote_mono` get, so that the
+        selection effect on the step and on the new landmarks is the same and cancels along the chain.
+        """
+        kf, K = self._kf, camera.K
+        T_cur_kf = geo.invert_T(step.T_kf_cur)
+        _, d0, d1 = geo.triangulate(K, K, T_cur_kf, p0, p1)
+        flow = geo.rotation_compensated_flow(K, K, T_cur_kf[:3, :3], p0, p1)
+        z_lm = kf.xyz[np.maximum(lm_index, 0), 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            use = carry & np.isfinite(d0) & (d0 > 0) & (d1 > 0) & (flow >= MIN_FLOW_SIGMAS * sigma_px)
+            ratios = z_lm[use] / d0[use]
+        if len(ratios) < RESCALE_MIN_POINTS:
+            return step
+        s = float(np.median(ratios))
+        if not 0.5 < s < 2.0:  # a wild correction means something else is wrong: keep the PnP estimate
+            return step
+        T = step.T_kf_cur.copy()
+        T[:3, 3] *= s
+        return _Step(T, step.cov, step.inliers, step.parallax_px, step.reason)
 
     def _landmark_index(self, ids: np.ndarray) -> np.ndarray:
         """Index of each match's landmark in the keyframe map, -1 where the track has none."""
@@ -386,7 +452,8 @@ class VisualOdometry:
         with np.errstate(invalid="ignore", divide="ignore"):
             err0 = np.linalg.norm(geo.project(K, X0) - p0, axis=1)
             err1 = np.linalg.norm(geo.project(K, X1) - p1, axis=1)
-            fresh = (np.isfinite(d0) & (d0 > 0) & (d1 > 0) & (flow >= 2 * cfg.ransac_threshold_px)
+            fresh = (np.isfinite(d0) & (d0 > 0) & (d1 > 0)
+                     & (flow >= max(2 * cfg.ransac_threshold_px, MIN_FLOW_SIGMAS * sigma_px))
                      & (err0 < 2 * cfg.ransac_threshold_px) & (err1 < 2 * cfg.ransac_threshold_px))
             unit = rays / np.linalg.norm(rays, axis=1, keepdims=True)
             b = step.T_kf_cur[:3, 3] @ T_cur_kf[:3, :3].T  # baseline (kf centre -> cur centre) in the cur frame

@@ -96,7 +96,12 @@ class SyntheticWorld:
 
 
 class FakeFrontEnd:
-    """FrontEnd stand-in over a SyntheticWorld: frame index = call count (or `frame` argument)."""
+    """FrontEnd stand-in over a SyntheticWorld: frame index = call count (or `frame` argument).
+
+    Like the real front end: matches are one-to-one, and track ids belong to the reference's keypoints, carried
+    from the matched reference keypoint on `promote` (fresh ids for the rest), so an outlier match hands its id to
+    the wrong keypoint. Outliers are made by shuffling the current keypoints among a random subset of matches.
+    """
 
     def __init__(self, world: SyntheticWorld, outlier_frac: float = 0.0, seed: int = 1):
         self.world = world
@@ -106,38 +111,54 @@ class FakeFrontEnd:
         self.last: Optional[int] = None
         self.next_frame = 0
         self.fail_frames: set = set()  # frames that come back as "no matches"
+        self._ref_ids = np.zeros(0, np.int64)  # track id of each reference keypoint
+        self._last_matches: Optional[np.ndarray] = None
+        self._next_id = 0
 
     def reset(self):
         self.reference = self.last = None
+        self._last_matches = None
+
+    def _fresh(self, n: int) -> np.ndarray:
+        ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        self._next_id += n
+        return ids
 
     def promote(self):
-        if self.last is not None:
-            self.reference = self.last
+        if self.last is None:
+            return
+        n = len(self.world.observe(self.last)[0])
+        ids = np.full(n, -1, np.int64)
+        if self.reference is not None and self._last_matches is not None and len(self._last_matches):
+            ids[self._last_matches[:, 1]] = self._ref_ids[self._last_matches[:, 0]]
+        ids[ids < 0] = self._fresh(int((ids < 0).sum()))
+        self.reference, self._ref_ids, self._last_matches = self.last, ids, None
 
     def track(self, image=None, mask=None, stamp=None, frame: Optional[int] = None) -> TrackResult:
         i = self.next_frame if frame is None else frame
         self.next_frame = i + 1
         stamp = float(i) * 0.05 if stamp is None else stamp
-        ids1, px1 = self.world.observe(i)
-        self.last = i
+        pts1_ids, px1 = self.world.observe(i)
+        self.last, self._last_matches = i, None
         if self.reference is None:
-            self.reference = i
+            self.promote()
             r = TrackResult.empty(stamp, "first frame (reference)", Telemetry(backend="fake"), is_first=True)
             r.kpts1 = px1
             return r
         if i in self.fail_frames:
             return TrackResult.empty(stamp, "no matches", Telemetry(backend="fake"))
-        ids0, px0 = self.world.observe(self.reference)
-        common, i0, i1 = np.intersect1d(ids0, ids1, return_indices=True)
+        pts0_ids, px0 = self.world.observe(self.reference)
+        _, i0, i1 = np.intersect1d(pts0_ids, pts1_ids, return_indices=True)
         i1 = i1.copy()
-        n_out = int(round(self.outlier_frac * len(common)))
-        if n_out:
-            bad = self.rng.choice(len(common), n_out, replace=False)
-            i1[bad] = self.rng.choice(len(ids1), n_out)
+        n_out = int(round(self.outlier_frac * len(i1)))
+        if n_out > 1:
+            bad = self.rng.choice(len(i1), n_out, replace=False)
+            i1[bad] = i1[np.roll(bad, 1)]  # a derangement of the subset: still one-to-one, all wrong
         matches = np.stack([i0, i1], axis=1).astype(np.int64)
+        self._last_matches = matches
         return TrackResult(stamp=stamp, ok=len(matches) > 0, reason="" if len(matches) else "no matches",
                            kpts0=px0, kpts1=px1, matches=matches, scores=np.ones(len(matches), np.float32),
-                           track_ids=ids0[i0].astype(np.int64), telemetry=Telemetry(backend="fake"),
+                           track_ids=self._ref_ids[i0], telemetry=Telemetry(backend="fake"),
                            ref_stamp=float(self.reference) * 0.05)
 
 
