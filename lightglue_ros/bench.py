@@ -373,9 +373,22 @@ def run_frontend_bench(args) -> dict:
         extraction["speedup"] = extraction["reference_ms"] / extraction["ours_ms"]
     return {"source": args.source, "sequence": name, "frames": len(frames), "size": [w, h],
             "max_keypoints": args.max_keypoints, "runs": args.runs, "warmup_frames": WARMUP_FRAMES,
-            "precision": args.precision, "machine": machine_info(device), "reference_note": note,
+            "precision": _precisions(args.precision, device), "machine": machine_info(device),
+            "reference_note": note,
             "rows": [dataclasses.asdict(r) for r in rows], "extraction": extraction,
             "adaptive_gain": _adaptive_gain(rows)}
+
+
+def _precisions(requested: str, device: str) -> dict:
+    """What each side really computes in: ours follows --precision (auto = fp16 on CUDA); the reference keeps its
+    defaults (fp32; its mixed precision only with --precision fp16), as its users run it."""
+    import torch
+
+    from .frontend import resolve_precision
+
+    ours = "fp16" if resolve_precision(requested, torch.device(device)) == torch.float16 else "fp32"
+    ref = "fp16 (mp)" if requested == "fp16" and device == "cuda" else "fp32"
+    return {"requested": requested, "ours": ours, "reference": ref}
 
 
 def _adaptive_gain(rows: list) -> dict:
@@ -400,6 +413,7 @@ def format_frontend(res: dict) -> str:
         f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), torch {m['torch']} with "
         f"{m['torch_threads']} threads, device {m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else ""),
         f"{res['reference_note']}",
+        f"precision: ours {res['precision']['ours']}, reference {res['precision']['reference']}",
         f"{res['sequence']}: {res['frames']} frames {res['size'][0]}x{res['size'][1]}, max {res['max_keypoints']} "
         f"keypoints, {res['runs']} run(s), {res['warmup_frames']} warm-up frames run first, not timed; "
         "median ms per frame",
