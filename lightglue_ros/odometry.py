@@ -37,6 +37,7 @@ Rules:
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -49,9 +50,11 @@ from .types import INITIALIZING, LOST, TRACKING, Camera, OdometryResult, TrackRe
 
 # Monocular scale-propagation constants (measured on 400-frame synthetic drives with 0.5 px noise and 10% outliers:
 # together they cut the scale drift over 60 m from ~15% to ~3% and the Sim(3) ATE from ~0.6% to ~0.12%).
-#: Fresh landmarks and scale ratios need a translational flow of at least this many keypoint sigmas (relative
-#: inverse-depth error below ~15%): low-parallax depths are noisy and truncated at zero, which biases them near.
-MIN_FLOW_SIGMAS = 10.0
+#: Fresh landmarks and scale ratios need a translational flow of at least this many RANSAC thresholds (the
+#: threshold is ~2 keypoint sigmas, so ~10 sigma: relative inverse-depth error below ~15%). Low-parallax depths
+#: are noisy and truncated at zero, which biases them near. (Not the estimated sigma: PnP residuals include
+#: landmark error, and a threshold that grows with them starves the map.)
+MIN_FLOW_THRESHOLDS = 5.0
 #: PnP uses only landmarks whose relative depth error (sigma_rho / rho) is below this when enough are left.
 PNP_MAX_REL_DEPTH_ERROR = 0.1
 #: Fewest landmark/triangulation pairs for the keyframe scale correction.
@@ -101,6 +104,7 @@ class _Step:
     inliers: int
     parallax_px: float
     reason: str = ""
+    trans_parallax_px: float = float("inf")  # rotation-compensated median flow (what a new keyframe triangulates)
 
 
 def _skew(v: np.ndarray) -> np.ndarray:
@@ -311,7 +315,8 @@ class VisualOdometry:
             return self._static(stamp, est.num_inliers)
         if not est.ok:
             return self._failure(stamp, est.reason)
-        step = _Step(est.T_0_1, est.covariance, est.num_inliers, est.parallax_px)
+        step = _Step(est.T_0_1, est.covariance, est.num_inliers, est.parallax_px,
+                     trans_parallax_px=est.trans_parallax_px)
         keyframe = self._wants_keyframe(track, step)
         sigma = max(est.sigma_px, 0.5 * cfg.ransac_threshold_px)
         if keyframe:
@@ -352,7 +357,7 @@ class VisualOdometry:
         Triangulated depths scale linearly with the baseline, so each landmark gives a scale ``z_stored / z_tri``;
         their median is robust to outliers and, unlike the least-squares PnP translation, is not shortened by
         noisy landmark depths (regression dilution). Pairs count when their measured translational flow reaches
-        MIN_FLOW_SIGMAS sigma, the same selection the fresh landmarks of `_promote_mono` get, so that the
+        MIN_FLOW_THRESHOLDS RANSAC thresholds, the same selection the fresh landmarks of `_promote_mono` get, so that the
         selection effect on the step and on the new landmarks is the same and cancels along the chain.
         """
         kf, K = self._kf, camera.K
@@ -361,7 +366,7 @@ class VisualOdometry:
         flow = geo.rotation_compensated_flow(K, K, T_cur_kf[:3, :3], p0, p1)
         z_lm = kf.xyz[np.maximum(lm_index, 0), 2]
         with np.errstate(invalid="ignore", divide="ignore"):
-            use = carry & np.isfinite(d0) & (d0 > 0) & (d1 > 0) & (flow >= MIN_FLOW_SIGMAS * sigma_px)
+            use = carry & np.isfinite(d0) & (d0 > 0) & (d1 > 0) & (flow >= self._min_flow_px)
             ratios = z_lm[use] / d0[use]
         if len(ratios) < RESCALE_MIN_POINTS:
             return step
@@ -370,7 +375,11 @@ class VisualOdometry:
             return step
         T = step.T_kf_cur.copy()
         T[:3, 3] *= s
-        return _Step(T, step.cov, step.inliers, step.parallax_px, step.reason)
+        return dataclasses.replace(step, T_kf_cur=T)
+
+    @property
+    def _min_flow_px(self) -> float:
+        return MIN_FLOW_THRESHOLDS * self.config.ransac_threshold_px
 
     def _landmark_index(self, ids: np.ndarray) -> np.ndarray:
         """Index of each match's landmark in the keyframe map, -1 where the track has none."""
@@ -424,7 +433,8 @@ class VisualOdometry:
         step = _Step(T_kf_cur, cov, est.num_inliers, est.parallax_px)
         no_landmarks = np.full(len(ids), -1, np.int64)
         result = self._success(stamp, step, True, reason="initialised (scale: unit baseline)" if first
-                               else "re-initialised (scale from the last speed: a prior, not a measurement)")
+                               else "re-initialised (scale from the last speed: a prior, not a measurement)",
+                               initialises=True)
         self._promote_mono(camera, stamp, step, p0, p1, ids, np.zeros(len(ids), bool), no_landmarks,
                            max(sigma, 0.5 * cfg.ransac_threshold_px))
         if len(self._kf.ids) < cfg.min_inliers:
@@ -453,7 +463,7 @@ class VisualOdometry:
             err0 = np.linalg.norm(geo.project(K, X0) - p0, axis=1)
             err1 = np.linalg.norm(geo.project(K, X1) - p1, axis=1)
             fresh = (np.isfinite(d0) & (d0 > 0) & (d1 > 0)
-                     & (flow >= max(2 * cfg.ransac_threshold_px, MIN_FLOW_SIGMAS * sigma_px))
+                     & (flow >= self._min_flow_px)
                      & (err0 < 2 * cfg.ransac_threshold_px) & (err1 < 2 * cfg.ransac_threshold_px))
             unit = rays / np.linalg.norm(rays, axis=1, keepdims=True)
             b = step.T_kf_cur[:3, 3] @ T_cur_kf[:3, :3].T  # baseline (kf centre -> cur centre) in the cur frame
@@ -495,10 +505,18 @@ class VisualOdometry:
 
     # ---- keyframe policy ------------------------------------------------------------------------------------
     def _wants_keyframe(self, track: TrackResult, step: _Step) -> bool:
+        """Overlap dropping, median parallax past the limit, or inliers dropping.
+
+        Monocular: the inlier rule waits until the new keyframe could triangulate (translational flow of at
+        least the fresh-landmark minimum); otherwise a small map makes every next frame a keyframe with an even
+        smaller map.
+        """
         cfg, kf = self.config, self._kf
         tracked = track.num_matches / max(kf.max_matches, 1)
-        return (tracked < cfg.keyframe_min_tracked or step.inliers < cfg.keyframe_min_inliers
-                or step.parallax_px > cfg.keyframe_max_parallax_px)
+        few_inliers = step.inliers < cfg.keyframe_min_inliers
+        if few_inliers and not cfg.use_depth:
+            few_inliers = step.trans_parallax_px >= self._min_flow_px
+        return tracked < cfg.keyframe_min_tracked or few_inliers or step.parallax_px > cfg.keyframe_max_parallax_px
 
     # ---- bookkeeping ----------------------------------------------------------------------------------------
     def _initialised(self) -> bool:
@@ -509,7 +527,8 @@ class VisualOdometry:
             return kf.depth is not None
         return len(kf.ids) > 0
 
-    def _success(self, stamp: float, step: _Step, keyframe: bool, reason: str = "") -> OdometryResult:
+    def _success(self, stamp: float, step: _Step, keyframe: bool, reason: str = "",
+                 initialises: bool = False) -> OdometryResult:
         kf = self._kf
         pose = kf.pose @ step.T_kf_cur
         cov = compose_covariance(kf.pose, kf.cov, step.T_kf_cur, step.cov)
@@ -517,7 +536,7 @@ class VisualOdometry:
         self._pose, self._cov = pose, cov
         self._last_rel_cov = step.cov
         self._fails = 0
-        self._state = TRACKING if (self._initialised() or keyframe) else INITIALIZING
+        self._state = TRACKING if (self._initialised() or initialises) else INITIALIZING
         self._reason = reason
         self._last_stamp = stamp
         return self._result(stamp, updated=True, keyframe=keyframe, inliers=step.inliers)

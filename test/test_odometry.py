@@ -445,3 +445,15 @@ def test_monocular_initialisation_reasons():
     first = next(k for k, r in enumerate(results) if r.state == TRACKING)
     assert reasons[first] == "initialised (scale: unit baseline)" and results[first].keyframe
     assert all(not r.updated or r.reason.startswith("initialising: pure rotation") for r in results[1:first])
+
+
+def test_monocular_pure_rotation_rotates_without_translating():
+    # The camera pans in place: rotation is observable, translation (and scale) is not.
+    poses = [pose_from([0.0, 0.0, 0.0], [0.0, 0.01 * i, 0.003 * i]) for i in range(60)]
+    world = SyntheticWorld(poses, noise_px=0.5, seed=16)
+    _, results = run_odometry(world, OdometryConfig())
+    assert all(r.state == INITIALIZING for r in results)
+    assert all(np.array_equal(r.pose[:3, 3], np.zeros(3)) for r in results)
+    err = Rotation.from_matrix(results[-1].pose[:3, :3].T @ poses[-1][:3, :3]).magnitude()
+    assert np.degrees(err) < 0.2
+    assert any(r.keyframe for r in results)  # the reference follows the pan
