@@ -202,3 +202,30 @@ def test_slambook_rgbd_metric_translations_sift():
     assert abs(rel[0] - 1) < 0.2
     assert all(abs(r - 1) < 0.1 for r in rel[1:])
     assert abs(total - 1) < 0.1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real front end (ORB) on rendered frames with exact ground truth
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("motion,use_depth,frames", [("forward", False, 80), ("orbit", True, 50)])
+def test_orb_on_rendered_sequence(motion, use_depth, frames):
+    from lightglue_ros.datasets import open_sequence
+    from test_odometry import ate
+
+    seq = open_sequence(f"synthetic:frames={frames},motion={motion},depth={int(use_depth)}", use_depth=use_depth)
+    p = Pipeline(PipelineConfig(frontend=FrontEndConfig(backend="orb"), odometry=OdometryConfig(use_depth=use_depth)))
+    est, gt = [], []
+    for f in seq:
+        o = p.process(f.image, f.camera, f.stamp, depth=f.depth)
+        assert o.outcome in OUTCOMES
+        if o.odometry is not None and o.odometry.state == TRACKING:
+            est.append(o.odometry.pose[:3, 3])
+            gt.append(f.gt_pose[:3, 3])
+    assert len(est) >= frames - 6
+    est, gt = np.array(est), np.array(gt)
+    err, scale = ate(est, gt, with_scale=not use_depth)
+    length = path_length(gt)
+    print(f"ORB {motion} {'RGB-D SE(3)' if use_depth else 'mono Sim(3)'} ATE {100 * err / length:.2f}% of {length:.2f} m")
+    assert err / length < (0.005 if use_depth else 0.01)
