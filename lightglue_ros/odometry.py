@@ -61,7 +61,6 @@ PNP_MAX_REL_DEPTH_ERROR = 0.1
 RESCALE_MIN_POINTS = 20
 
 
-
 @dataclass
 class OdometryConfig:
     ransac_threshold_px: float = 1.0
@@ -69,8 +68,10 @@ class OdometryConfig:
     ransac_max_iterations: int = 10000
     min_matches: int = 15
     min_inliers: int = 15
-    min_parallax_px: float = 1.0  # median inlier flow below this: camera is static -> zero motion, no keyframe
-    keyframe_min_tracked: float = 0.5  # promote a new keyframe when the fraction of keyframe points still matched drops below
+    min_parallax_px: float = 1.0  # median flow (vs the last posed frame) below this: static -> pose held, no keyframe
+    # Promote a new keyframe when the fraction of keyframe points still matched drops below (the base is the most
+    # matches any frame had against this keyframe) ...
+    keyframe_min_tracked: float = 0.5
     keyframe_min_inliers: int = 80  # ... or inliers drop below
     keyframe_max_parallax_px: float = 30.0  # ... or median parallax grows past
     lost_after: int = 5  # consecutive failures -> LOST
@@ -357,8 +358,8 @@ class VisualOdometry:
         Triangulated depths scale linearly with the baseline, so each landmark gives a scale ``z_stored / z_tri``;
         their median is robust to outliers and, unlike the least-squares PnP translation, is not shortened by
         noisy landmark depths (regression dilution). Pairs count when their measured translational flow reaches
-        MIN_FLOW_THRESHOLDS RANSAC thresholds, the same selection the fresh landmarks of `_promote_mono` get, so that the
-        selection effect on the step and on the new landmarks is the same and cancels along the chain.
+        MIN_FLOW_THRESHOLDS RANSAC thresholds, the same selection the fresh landmarks of `_promote_mono` get, so
+        that the selection effect on the step and on the new landmarks is the same and cancels along the chain.
         """
         kf, K = self._kf, camera.K
         T_cur_kf = geo.invert_T(step.T_kf_cur)

@@ -227,5 +227,6 @@ def test_orb_on_rendered_sequence(motion, use_depth, frames):
     est, gt = np.array(est), np.array(gt)
     err, scale = ate(est, gt, with_scale=not use_depth)
     length = path_length(gt)
-    print(f"ORB {motion} {'RGB-D SE(3)' if use_depth else 'mono Sim(3)'} ATE {100 * err / length:.2f}% of {length:.2f} m")
+    kind = "RGB-D SE(3)" if use_depth else "mono Sim(3)"
+    print(f"ORB {motion} {kind} ATE {100 * err / length:.2f}% of {length:.2f} m")
     assert err / length < (0.005 if use_depth else 0.01)
