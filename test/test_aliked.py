@@ -387,3 +387,15 @@ def test_cuda_matches_cpu(our_models):
     assert_same_features(b.__class__(b.keypoints.cpu(), b.descriptors.cpu(), b.scores.cpu(), b.image_size),
                          {"keypoints": a.keypoints, "descriptors": a.descriptors, "keypoint_scores": a.scores},
                          max_boundary_swaps=4)
+
+
+def test_autocast_keeps_keypoints_fp32(our_models):
+    """Mixed precision (bf16 autocast here on CPU, as fp16 on CUDA): runs, keypoints stay fp32 and close."""
+    model = our_models()
+    image = cv2.resize(_tum_frames(1)[0], (320, 240), interpolation=cv2.INTER_AREA)
+    a = model.extract_numpy(image)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        b = model.extract_numpy(image)
+    assert b.keypoints.dtype == torch.float32 and len(b) == len(a) > 0
+    d = (a.keypoints[:, None] - b.keypoints[None]).norm(dim=-1).min(dim=1).values
+    assert float((d < 1.0).float().mean()) > 0.8
