@@ -162,10 +162,11 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
     if mask is not None:
         cols = cols * mask.reshape(b, groups, 1, taps, ho * wo).expand(b, groups, c // groups, taps, ho * wo) \
             .reshape(b, c, taps, ho * wo)
-    out = weight.reshape(cout, c * taps) @ cols.reshape(b, c * taps, ho * wo)  # [b, cout, L]
+    # [L, C*K] @ [C*K, cout]: pixel rows out, i.e. a channels-last result like the encoder's other convs.
+    out = cols.reshape(b, c * taps, ho * wo).transpose(1, 2) @ weight.reshape(cout, c * taps).t()
     if bias is not None:
-        out = out + bias[None, :, None]
-    return out.reshape(b, cout, ho, wo)
+        out = out + bias
+    return out.reshape(b, ho, wo, cout).permute(0, 3, 1, 2)
 
 
 _TORCHVISION_DCN = None  # resolved once: torchvision.ops.deform_conv2d or False
@@ -632,7 +633,7 @@ class ALIKED(nn.Module):
         s = pointwise_mlp(_rows(x1), self.conv1.weight.reshape(q, -1), w0[:, :q])
         s = s.reshape(1, hp, wp, 8).permute(0, 3, 1, 2)  # channels-last view
         for i, part in enumerate(coarse, start=1):
-            low = F.conv2d(part, w0[:, i * q:(i + 1) * q, None, None])
+            low = F.conv2d(part, w0[:, i * q:(i + 1) * q, None, None]).contiguous(memory_format=torch.channels_last)
             s = s + F.interpolate(low, size=(hp, wp), mode="bilinear", align_corners=True)
         for layer in list(self.score_head)[1:]:
             s = layer(s)
