@@ -23,7 +23,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from .types import Camera
+from .types import DISTORTION_MODELS, Camera
 
 try:  # ROS 2 cv_bridge: only on a real ROS install
     from cv_bridge import CvBridge
@@ -142,7 +142,10 @@ def compressed_to_numpy(msg: CompressedImage) -> np.ndarray:
     buf = np.frombuffer(msg.data, np.uint8)
     if buf.size == 0:
         raise ConversionError("empty_image", "no compressed data")
-    pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    try:
+        pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # some corrupt headers raise instead of returning None
+        raise ConversionError("decode_failed", f"format {msg.format!r}, {buf.size} bytes: {exc}") from None
     if pixels is None or pixels.size == 0:
         raise ConversionError("decode_failed", f"format {msg.format!r}, {buf.size} bytes")
     if pixels.ndim == 3:  # OpenCV decodes to BGR(A)
@@ -176,20 +179,27 @@ def mask_to_numpy(msg: Image) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------------- camera
 def camera_from_msg(msg: CameraInfo) -> Camera:
-    """CameraInfo -> Camera (validated by geometry; a reason string on failure becomes ConversionError)."""
+    """CameraInfo -> Camera, validated; each problem has its own ConversionError reason.
+
+    Reasons: ``bad_camera_info_size`` (zero width or height), ``bad_camera_info_k`` (K not finite, a focal length
+    not positive, last row not 0 0 1: an unset K is all zeros), ``bad_camera_info_unknown_model`` (a distortion
+    model the camera model does not know), ``bad_camera_info_distortion`` (coefficients that do not fit the model).
+    """
     from . import geometry  # lazy: geometry pulls poselib, not needed for plain image conversion
 
     if msg.width == 0 or msg.height == 0:
-        raise ConversionError("bad_camera_info", f"size {msg.width}x{msg.height}")
+        raise ConversionError("bad_camera_info_size", f"size {msg.width}x{msg.height}")
     K = np.array(msg.k, dtype=np.float64).reshape(3, 3)
-    try:
-        cam = geometry.camera_from_info(int(msg.width), int(msg.height), K, np.array(msg.d, np.float64),
-                                        msg.distortion_model or "none")
-    except (ValueError, KeyError) as exc:
-        raise ConversionError("bad_camera_info", str(exc)) from exc
+    if not np.all(np.isfinite(K)) or not (K[0, 0] > 0 and K[1, 1] > 0) or not np.allclose(K[2], (0, 0, 1)):
+        raise ConversionError("bad_camera_info_k", f"K = {K.ravel().tolist()}")
+    model = (msg.distortion_model or "none").strip().lower()
+    if model not in DISTORTION_MODELS:
+        raise ConversionError("bad_camera_info_unknown_model",
+                              f"distortion model {msg.distortion_model!r} (known: {', '.join(DISTORTION_MODELS)})")
+    cam = geometry.camera_from_info(int(msg.width), int(msg.height), K, np.array(msg.d, np.float64), model)
     problem = geometry.validate_camera(cam)
     if problem:
-        raise ConversionError("bad_camera_info", problem)
+        raise ConversionError("bad_camera_info_distortion", problem)
     return cam
 
 

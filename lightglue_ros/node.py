@@ -31,6 +31,7 @@ from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -38,9 +39,9 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from . import conversions as conv
-from .frontend import FrontEndConfig
+from .frontend import FrontEndConfig, check_image
 from .odometry import OdometryConfig
-from .types import FAILED, LOST, PROCESSED, SKIPPED, Camera, FrameOutcome
+from .types import FAILED, LOST, PROCESSED, SKIPPED, TRACKING, Camera, FrameOutcome
 
 NODE_NAME = "lightglue_matcher"
 
@@ -267,6 +268,60 @@ class FrameInput:
     received: float = 0.0  # monotonic arrival time
 
 
+@dataclass
+class ConvertedFrame:
+    """A frame that passed the node's input checks, as arrays."""
+
+    image: np.ndarray
+    camera: Camera
+    depth: Optional[np.ndarray]
+    mask: Optional[np.ndarray]
+    frame_id: str
+    stamp: float
+
+
+class FrameRejected(Exception):
+    """The node turns a frame away before the pipeline: its outcome, counting key and log text."""
+
+    def __init__(self, outcome: str, reason: str, text: str, level: str = "warning"):
+        super().__init__(text)
+        self.outcome, self.reason, self.text, self.level = outcome, reason, text, level
+
+
+class CameraInfos:
+    """Recent CameraInfo messages; the image gets the one with its own stamp when it is here, else the newest.
+
+    A driver stamps image and info alike. Preferring that pair keeps a mode change (new size, new intrinsics)
+    consistent even when the next info already arrived. Each message is converted once (the result or the
+    error is cached, so a bad info fails every frame it is used for, not only the first).
+    """
+
+    def __init__(self, keep: int = 8):
+        self._lock = threading.Lock()
+        self._msgs: Deque[CameraInfo] = collections.deque(maxlen=keep)
+        self._cached: Tuple[Optional[CameraInfo], Optional[Camera], Optional[conv.ConversionError]] = (None, None, None)
+
+    def add(self, msg: CameraInfo) -> None:
+        with self._lock:
+            self._msgs.append(msg)
+
+    def camera_for(self, stamp: float) -> Optional[Camera]:
+        """The Camera for an image stamp; None before any CameraInfo; raises ConversionError for a bad one."""
+        with self._lock:
+            msgs = list(self._msgs)
+        if not msgs:
+            return None
+        msg = next((m for m in reversed(msgs) if conv.stamp_to_sec(m.header.stamp) == stamp), msgs[-1])
+        if msg is not self._cached[0]:
+            try:
+                self._cached = (msg, conv.camera_from_msg(msg), None)
+            except conv.ConversionError as exc:
+                self._cached = (msg, None, exc)
+        if self._cached[2] is not None:
+            raise self._cached[2]
+        return self._cached[1]
+
+
 class StampPairer:
     """Pairs each image with a depth image whose stamp is within ``slop`` (ApproximateTime for two topics).
 
@@ -292,7 +347,12 @@ class StampPairer:
 
     def add_depth(self, stamp: float, item: Any) -> Tuple[List[Tuple[Any, Any]], List[Any]]:
         self.depths.append((stamp, item))
-        return self._match()
+        pairs, evicted = self._match()
+        # A depth stream is in stamp order: once a depth newer than an image + slop arrived, no later depth can
+        # pair with that image, so it gets its outcome now instead of waiting for the buffer to overflow.
+        while self.images and self.images[0][0] < stamp - self.slop:
+            evicted.append(self.images.popleft()[1])
+        return pairs, evicted
 
     def _match(self) -> Tuple[List[Tuple[Any, Any]], List[Any]]:
         """Pair the newest image that has a depth within slop; older waiting images are evicted."""
@@ -338,7 +398,7 @@ class NewestSlot:
             self._cond.notify_all()
 
 
-_MAX_REASONS = 48  # distinct reason keys kept; later new ones count as "other" (memory stays bounded)
+_MAX_REASONS = 64  # distinct reason / event keys kept; later new ones count as "other" (memory stays bounded)
 
 
 def reason_key(reason: str) -> str:
@@ -347,21 +407,36 @@ def reason_key(reason: str) -> str:
     "image 320x240 does not match camera_info 640x480" -> "image NxN does not match camera_info NxN";
     "invalid camera: focal length ..." -> "invalid camera"; "time jumped backwards; too few matches" -> the cause.
     """
-    text = reason.split(";")[0].split(":")[0]
-    text = re.sub(r"\([^)]*\)", "", text)
+    text = re.sub(r"\([^)]*\)", "", reason)  # details first: "(scale: a prior)" must not split at its ':'
+    text = text.split(";")[0].split(":")[0]
     text = re.sub(r"[-+]?\d+(\.\d+)?", "N", text)
     return " ".join(text.split()) or "unknown"
 
 
+#: An image whose pixels all lie within this many grey levels (8-bit; x256 for 16-bit) is blank: black, white.
+BLANK_RANGE = 2
+
+#: The pipeline resets itself before a frame for these causes, and the frame's reason then starts with the cause
+#: (pipeline.py); the node counts them as ``reset.<cause>`` and says so in the log.
+PIPELINE_RESETS = ("frame size changed", "time jumped backwards")
+
+
 class OutcomeCounters:
-    """Thread-safe counts by outcome and reason, plus per-period sums for /diagnostics."""
+    """Thread-safe counts by outcome and reason, events, plus per-period sums for /diagnostics.
+
+    Keys: ``skipped.<reason>`` / ``failed.<reason>`` (every such frame), ``processed.<reason>`` (processed frames
+    that carry a note: static, initialising, first frame, ...), ``reset.<cause>`` and ``event.<name>`` (things
+    that happened to the stream without deciding a frame's outcome: stamp gaps, tracking lost, empty depth).
+    """
 
     def __init__(self):
         self.lock = threading.Lock()
         self.received = 0
         self.totals = collections.Counter()  # processed / skipped / failed
-        self.reasons = collections.Counter()  # "skipped.<reason>" / "failed.<reason>"
+        self.reasons = collections.Counter()  # "<outcome>.<reason>", "reset.<cause>", "event.<name>"
         self.matches_images = 0
+        self.keyframes = 0
+        self.last_stamp = float("nan")  # stamp of the newest frame with an outcome
         self.window = collections.Counter()  # sums since the last diagnostics message
         self.state = "initializing"
         self.device = ""
@@ -373,15 +448,25 @@ class OutcomeCounters:
             self.received += 1
             self.window["received"] += 1
 
-    def count(self, outcome: str, reason: str = "") -> None:
+    def count(self, outcome: str, reason: str = "", stamp: Optional[float] = None) -> None:
         with self.lock:
             self.totals[outcome] += 1
             self.window[outcome] += 1
-            if outcome != PROCESSED:
-                key = f"{outcome}.{reason_key(reason)}"
-                if key not in self.reasons and len(self.reasons) >= _MAX_REASONS:
-                    key = f"{outcome}.other"
-                self.reasons[key] += 1
+            if stamp is not None:
+                self.last_stamp = stamp
+            if outcome != PROCESSED or reason:
+                self._bump(outcome, reason_key(reason))
+
+    def event(self, kind: str, name: str) -> None:
+        """``kind`` "reset" or "event"; ``name`` a short stable key."""
+        with self.lock:
+            self._bump(kind, name)
+
+    def _bump(self, prefix: str, name: str) -> None:
+        key = f"{prefix}.{name}"
+        if key not in self.reasons and len(self.reasons) >= _MAX_REASONS:
+            key = f"{prefix}.other"
+        self.reasons[key] += 1
 
     def add_telemetry(self, out: FrameOutcome) -> None:
         with self.lock:
@@ -400,6 +485,7 @@ class OutcomeCounters:
                 w["with_pose"] += 1
                 w["inliers"] += out.odometry.inliers
                 self.state = out.odometry.state
+                self.keyframes += int(bool(out.odometry.keyframe))
 
     def total(self) -> int:
         with self.lock:
@@ -412,8 +498,44 @@ class OutcomeCounters:
             return self.received, collections.Counter(self.totals), collections.Counter(self.reasons), window
 
 
+class StampWatch:
+    """Watches image stamps for what a bag loop, a restarted driver or a stalled camera looks like.
+
+    ``check(stamp)`` -> ("backwards" | "duplicate" | "gap" | "", seconds): a stamp older than the previous one,
+    the same stamp again, or a forward jump much longer than the usual frame interval (``GAP_FACTOR`` times the
+    median of the recent intervals, and at least ``GAP_MIN_S``). It only reports; the pipeline decides resets.
+    """
+
+    GAP_MIN_S = 1.0
+    GAP_FACTOR = 20.0
+
+    def __init__(self, history: int = 30):
+        self.last: Optional[float] = None
+        self.intervals: Deque[float] = collections.deque(maxlen=history)
+
+    def check(self, stamp: float) -> Tuple[str, float]:
+        last, self.last = self.last, stamp
+        if last is None:
+            return "", 0.0
+        dt = stamp - last
+        if dt < 0:
+            self.intervals.clear()  # a new recording: its frame rate may differ
+            return "backwards", -dt
+        if dt == 0:
+            return "duplicate", 0.0
+        usual = float(np.median(self.intervals)) if self.intervals else 0.0
+        self.intervals.append(dt)
+        if usual > 0 and dt > max(self.GAP_MIN_S, self.GAP_FACTOR * usual):
+            return "gap", dt
+        return "", dt
+
+
 class CauseLog:
-    """Log each distinct cause once, then at most every ``period`` seconds with its count (no log floods)."""
+    """Log each distinct cause once, then at most every ``period`` seconds with its count (no log floods).
+
+    Lines start with ``[cause]``; for frame outcomes and events the cause is the /diagnostics key
+    (``failed.bad_step``, ``reset.time jumped backwards``, ``event.stamp_gap``), so logs and counts line up.
+    """
 
     def __init__(self, logger, period: float = 10.0):
         self.logger, self.period = logger, period
@@ -427,7 +549,15 @@ class CauseLog:
             return
         self.last[cause] = now
         n = self.counts[cause]
-        getattr(self.logger, level)(text if n == 1 else f"{text} ({n} times so far)")
+        line = f"[{cause}] {text}" + ("" if n == 1 else f" ({n} times so far)")
+        # One call site per severity: rclpy refuses a call site whose severity changes ("Logger severity cannot be
+        # changed between calls"), which would turn a log line into an exception in the worker.
+        if level == "error":
+            self.logger.error(line)
+        elif level == "info":
+            self.logger.info(line)
+        else:
+            self.logger.warning(line)
 
 
 class Extrinsic:
@@ -560,9 +690,11 @@ class MatcherNode(Node):
         self.pair_lock = threading.Lock()
         self.refs = ReferenceImages()
         self.path: Deque = collections.deque(maxlen=max(1, self.settings.path_max_length))
-        self.camera_msg: Optional[CameraInfo] = None
-        self.camera: Optional[Camera] = None
-        self._camera_source: Optional[CameraInfo] = None
+        self.infos = CameraInfos()
+        self.stamps = StampWatch()
+        self._went_back = 0.0  # seconds the current frame's stamp went back (0: it did not)
+        self._state = "initializing"  # tracking state after the last frame (for lost / recovered log lines)
+        self._lost_since = 0  # frames since tracking was lost (0 = not lost)
         self.mask_msg: Optional[Image] = None
         self.reset_requested = threading.Event()
         self.stopping = threading.Event()
@@ -597,22 +729,26 @@ class MatcherNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", out)
         self.tf_out = TfOut(self) if self.settings.publish_tf else None
         self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
-        self.diag_timer = self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
+        # Steady clock: with use_sim_time a paused, missing or jumping /clock must not stop the health reports.
+        self.diag_timer = self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics,
+                                            clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _make_subscriptions(self) -> None:
         qos = input_qos(self.settings)
+        # camera_info first: the executor serves ready subscriptions in creation order, so an info and its image
+        # arriving together are stored in that order.
+        self.info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         if self.settings.image_transport == "compressed":
             self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
         else:
             self.create_subscription(Image, "image", self._on_image, qos)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self.create_subscription(Image, "mask", self._on_mask, qos)
         if self.settings.use_depth:
             self.create_subscription(Image, "depth", self._on_depth, qos)
 
     # ---- callbacks: store and return ---------------------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self.camera_msg = msg
+        self.infos.add(msg)
 
     def _on_mask(self, msg: Image) -> None:
         self.mask_msg = msg
@@ -633,15 +769,20 @@ class MatcherNode(Node):
         self._after_pairing(pairs, evicted)
 
     def _after_pairing(self, pairs, evicted) -> None:
-        for _ in evicted:
-            self._finish(SKIPPED, "no_depth_within_sync_slop")
+        for item in evicted:
+            self.log_cause(f"{SKIPPED}.no_depth_within_sync_slop", "no depth image within sync_slop "
+                           f"({self.settings.sync_slop:g} s) of the image's stamp: frame skipped")
+            self._finish(SKIPPED, "no_depth_within_sync_slop", conv.stamp_to_sec(item.image.header.stamp))
         for image, depth in pairs:
             image.depth = depth
             self._offer(image)
 
     def _offer(self, item: FrameInput) -> None:
-        if self.slot.put(item) is not None:
-            self._finish(SKIPPED, "dropped")  # the worker was busy: the newer frame wins
+        old = self.slot.put(item)
+        if old is not None:  # the worker was busy: the newer frame wins
+            self.log_cause(f"{SKIPPED}.dropped", "the worker was busy: an older frame was dropped (newest wins)",
+                           "info")
+            self._finish(SKIPPED, "dropped", conv.stamp_to_sec(old.image.header.stamp))
 
     def _on_reset(self, request, response):
         # Applied by the worker before its next frame, so the service never waits for a running inference.
@@ -661,61 +802,152 @@ class MatcherNode(Node):
             except Exception as exc:  # noqa: BLE001 - the node must survive anything one frame does
                 if self.stopping.is_set():
                     return
-                self._finish(FAILED, f"exception:{type(exc).__name__}")
-                self.log_cause(f"exc:{type(exc).__name__}", f"frame failed: {type(exc).__name__}: {exc}", "error")
+                self._finish(FAILED, f"exception {type(exc).__name__}")
+                try:
+                    self.log_cause(f"{FAILED}.exception {type(exc).__name__}", f"frame failed: {exc}", "error")
+                except Exception:  # noqa: BLE001 - not even a failing logger may end the worker
+                    pass
 
     def _handle(self, item: FrameInput) -> None:
         if self.reset_requested.is_set():
             self.reset_requested.clear()
-            self.pipeline.reset("reset service")
-            self.refs.clear()
-            self.get_logger().info("odometry reset (service)")
-        header = item.image.header
-        frame = self._convert(item)
-        if frame is None:
+            self._reset("service", "odometry reset (service): tracking restarts, the pose continues")
+        try:
+            frame = self._convert(item)
+        except FrameRejected as rej:
+            self.log_cause(f"{rej.outcome}.{rej.reason}", f"frame {rej.outcome}: {rej.text}", rej.level)
+            self._finish(rej.outcome, rej.reason, conv.stamp_to_sec(item.image.header.stamp))
             return
-        image, camera, depth, mask, frame_id = frame
-        T_base_cam, why = self.extrinsic.get(frame_id)
+        T_base_cam, why = self.extrinsic.get(frame.frame_id)
         if T_base_cam is None:
-            self._finish(SKIPPED, why)
+            self._finish(SKIPPED, why, frame.stamp)
             return
-        small = conv.limit_size(image, camera, depth, mask, self.settings.max_image_size)
-        stamp = conv.stamp_to_sec(header.stamp)
-        out = self.pipeline.process(small.image, small.camera, stamp, depth=small.depth, mask=small.mask)
+        self._watch_stamp(frame.stamp)
+        small = conv.limit_size(frame.image, frame.camera, frame.depth, frame.mask, self.settings.max_image_size)
+        out = self._finite(self.pipeline.process(small.image, small.camera, frame.stamp, depth=small.depth,
+                                                 mask=small.mask))
         self.counters.add_telemetry(out)
+        self._report(out)
+        header = item.image.header
         if out.outcome == PROCESSED:
-            self._publish(out, small, header, frame_id, T_base_cam)
+            self._publish(out, small, header, frame.frame_id, T_base_cam)
         else:
-            self.log_cause(f"{out.outcome}:{reason_key(out.reason)}", f"frame {out.outcome}: {out.reason}", "info")
             lost = out.odometry is not None and out.odometry.state == LOST
             if lost and self.settings.publish_when_lost:  # keep the stream alive, flagged by the covariance
                 self._publish_odometry(out.odometry, header.stamp, T_base_cam)
-        self._finish(out.outcome, out.reason)
+        self._finish(out.outcome, out.reason, frame.stamp)
 
-    def _convert(self, item: FrameInput):
-        """Messages -> arrays, or None after counting the frame's outcome."""
+    # ---- input checks: each cause its own reason, before anything touches the pipeline's state ---------------
+    def _convert(self, item: FrameInput) -> ConvertedFrame:
+        """Messages -> arrays; raises FrameRejected with the outcome and reason of a frame that cannot be used."""
         msg = item.image
-        try:
-            image = (conv.compressed_to_numpy(msg) if isinstance(msg, CompressedImage) else conv.image_to_numpy(msg))
-        except conv.ConversionError as exc:
-            return self._reject(FAILED, exc.reason, f"image: {exc}")
-        try:
-            camera = self._camera()  # None before the first CameraInfo: the pipeline skips the frame
-            depth = conv.depth_to_numpy(item.depth) if item.depth is not None else None
-        except conv.ConversionError as exc:
-            return self._reject(FAILED, exc.reason, str(exc))
+        stamp = conv.stamp_to_sec(msg.header.stamp)
+        image = self._image(msg)
+        camera = self._camera_for(stamp, image)
+        depth = self._depth(item.depth, image) if item.depth is not None else None
         mask = self._mask(image)
-        frame_id = msg.header.frame_id or self.settings.camera_frame
-        return image, camera, depth, mask, frame_id
+        return ConvertedFrame(image, camera, depth, mask, msg.header.frame_id or self.settings.camera_frame, stamp)
 
-    def _camera(self) -> Optional[Camera]:
-        msg = self.camera_msg
-        if msg is None:
-            return None
-        if self.camera is None or self._camera_source is not msg:
-            self._camera_source = msg  # CameraInfo rarely changes: convert once per message object
-            self.camera = conv.camera_from_msg(msg)
-        return self.camera
+    @staticmethod
+    def _image(msg) -> np.ndarray:
+        try:
+            image = conv.compressed_to_numpy(msg) if isinstance(msg, CompressedImage) else conv.image_to_numpy(msg)
+        except conv.ConversionError as exc:
+            raise FrameRejected(FAILED, exc.reason, f"image: {exc}") from None
+        # Rejected here, not in the pipeline: a garbage frame of another size would reset the reference twice.
+        why = check_image(image)
+        if why:
+            raise FrameRejected(FAILED, reason_key(why), why)
+        low, high = int(image.min()), int(image.max())
+        if high - low <= (BLANK_RANGE if image.dtype == np.uint8 else BLANK_RANGE * 256):
+            # A capped lens, a dead or blinded sensor: nothing to match, and such a frame must not become the
+            # reference the next good frames are matched against. The keyframe survives; tracking goes on.
+            raise FrameRejected(FAILED, "blank_image", f"every pixel is within {high - low} grey levels "
+                                f"({low}..{high}): nothing to track")
+        return image
+
+    def _camera_for(self, stamp: float, image: np.ndarray) -> Camera:
+        try:
+            camera = self.infos.camera_for(stamp)
+        except conv.ConversionError as exc:
+            raise FrameRejected(FAILED, exc.reason, f"camera_info: {exc}") from None
+        if camera is None:
+            raise FrameRejected(SKIPPED, "no camera_info", f"no CameraInfo received yet on "
+                                f"'{self.info_sub.topic_name}': frames are skipped until one arrives")
+        h, w = image.shape[:2]
+        if (camera.width, camera.height) != (w, h):
+            raise FrameRejected(FAILED, "camera_info_size_mismatch",
+                                f"camera_info is {camera.width}x{camera.height}, the image {w}x{h}")
+        return camera
+
+    def _depth(self, msg: Image, image: np.ndarray) -> np.ndarray:
+        try:
+            depth = conv.depth_to_numpy(msg)
+        except conv.ConversionError as exc:
+            raise FrameRejected(FAILED, f"depth_{exc.reason}", f"depth: {exc}") from None
+        if depth.shape != image.shape[:2]:
+            # Checked before max_image_size resizing, which would silently stretch it to the image's size.
+            raise FrameRejected(FAILED, "depth_size_mismatch", f"depth is {depth.shape[1]}x{depth.shape[0]}, the "
+                                f"image {image.shape[1]}x{image.shape[0]} (depth must be registered to the image)")
+        if not np.any(np.isfinite(depth) & (depth > 0)):
+            # Not fatal: the pose comes from the keyframe's depth; the odometry will not make this frame a keyframe.
+            self.counters.event("event", "depth_no_valid_pixels")
+            self.log_cause("event.depth_no_valid_pixels", "the depth image has no valid pixel (all zero or NaN): "
+                           "the pose comes from the keyframe's depth")
+        return depth
+
+    # ---- what happened: stamps, resets, tracking state -------------------------------------------------------
+    def _watch_stamp(self, stamp: float) -> None:
+        kind, dt = self.stamps.check(stamp)
+        self._went_back = dt if kind == "backwards" else 0.0  # the pipeline resets; _report says so
+        if kind == "gap":
+            self.counters.event("event", "stamp_gap")
+            self.log_cause("event.stamp_gap", f"no image for {dt:.1f} s (stamp gap): tracking goes on if the scene "
+                           "still matches the reference, else it is lost and re-initialises")
+
+    def _report(self, out: FrameOutcome) -> None:
+        """Count resets, log the outcome's cause (throttled) and tracking lost / regained."""
+        for cause in PIPELINE_RESETS:
+            if out.reason.startswith(cause):
+                self.counters.event("reset", cause)
+                why = (f"image stamps went back {self._went_back:.3f} s (a bag loop or a restarted driver?)"
+                       if self._went_back else out.reason.split(";")[0])
+                self.log_cause(f"reset.{cause}", f"{why}: tracking restarts from this frame, the pose continues")
+        if out.outcome != PROCESSED:
+            level = "info" if out.outcome == SKIPPED else "warning"
+            self.log_cause(f"{out.outcome}.{reason_key(out.reason)}", f"frame {out.outcome}: {out.reason}", level)
+        state = out.odometry.state if out.odometry is not None else self._state
+        if state == LOST and self._state != LOST:
+            self.counters.event("event", "tracking_lost")
+            where = (f"odom is published with covariance {self.od_cfg.lost_covariance:g} on the diagonal"
+                     if self.settings.publish_when_lost else "no odom is published")
+            self.log_cause("event.tracking_lost", f"tracking lost ({out.reason}): {where} until it recovers")
+        if self._lost_since and state == TRACKING:
+            self.counters.event("event", "tracking_regained")
+            self.log_cause("event.tracking_regained", f"tracking again, {self._lost_since} frames after it was lost",
+                           "info")
+            self._lost_since = 0
+        elif state == LOST or self._lost_since:
+            self._lost_since += 1
+        self._state = state
+
+    def _reset(self, cause: str, text: str) -> None:
+        self.pipeline.reset(cause)
+        self.refs.clear()
+        self.counters.event("reset", cause)
+        self.log_cause(f"reset.{cause}", text, "info")
+
+    def _finite(self, out: FrameOutcome) -> FrameOutcome:
+        """Never publish a non-finite number: such an estimate becomes a failed frame (a core bug, logged)."""
+        odo = out.odometry
+        if odo is None:
+            return out
+        values = (odo.pose, odo.covariance, odo.velocity, odo.twist_covariance)
+        if all(np.all(np.isfinite(v)) for v in values):
+            return out
+        self.log_cause(f"{FAILED}.non-finite odometry", f"the odometry returned non-finite values "
+                       f"({out.reason!r}): not published", "error")
+        return dataclasses.replace(out, outcome=FAILED, reason="non-finite odometry", odometry=None)
 
     def _mask(self, image: np.ndarray) -> Optional[np.ndarray]:
         """mask_file OR the latest ``mask`` message, each used only when it has the image's size."""
@@ -726,23 +958,18 @@ class MatcherNode(Node):
             try:
                 masks.append(("mask topic", conv.mask_to_numpy(self.mask_msg)))
             except conv.ConversionError as exc:
-                self.log_cause(f"mask:{exc.reason}", f"mask topic ignored: {exc}")
+                self.log_cause(f"mask.{exc.reason}", f"mask topic ignored: {exc}")
         combined = None
         for name, mask in masks:
             if mask.shape != image.shape[:2]:
-                self.log_cause(f"mask:size:{name}", f"{name} ignored: {mask.shape[1]}x{mask.shape[0]} != image "
+                self.log_cause(f"mask.size.{name}", f"{name} ignored: {mask.shape[1]}x{mask.shape[0]} != image "
                                f"{image.shape[1]}x{image.shape[0]}")
                 continue
             combined = mask if combined is None else combined | mask
         return combined
 
-    def _reject(self, outcome: str, reason: str, text: str) -> None:
-        self.log_cause(f"{outcome}:{reason}", f"frame {outcome}: {text}")
-        self._finish(outcome, reason)
-        return None
-
-    def _finish(self, outcome: str, reason: str = "") -> None:
-        self.counters.count(outcome, reason)
+    def _finish(self, outcome: str, reason: str = "", stamp: Optional[float] = None) -> None:
+        self.counters.count(outcome, reason, stamp)
 
     # ---- publishing ----------------------------------------------------------------------------------------
     def _publish(self, out: FrameOutcome, small: conv.Resized, header: Header, frame_id: str,
@@ -820,6 +1047,7 @@ class MatcherNode(Node):
             "matches_mean": w["matches"] / timed, "inliers_mean": w["inliers"] / posed,
             "state": state, "device": self.counters.device or self.pipeline_device(),
             "backend": self.counters.backend, "matches_images": self.counters.matches_images,
+            "keyframes": self.counters.keyframes, "last_stamp": _stamp_text(self.counters.last_stamp),
         }
         values.update(sorted(reasons.items()))
         status = DiagnosticStatus(name=f"{NODE_NAME}: visual odometry", hardware_id=str(values["device"]))
@@ -845,6 +1073,11 @@ class MatcherNode(Node):
         self.stopping.set()
         self.slot.close()
         self.worker.join(timeout=5.0)
+
+
+def _stamp_text(t: float) -> str:
+    """A stamp with all its nanoseconds (diagnostics values are text)."""
+    return f"{t:.9f}" if math.isfinite(t) else "none"
 
 
 def _fmt(v) -> str:
