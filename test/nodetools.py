@@ -11,6 +11,9 @@ Building blocks (each usable alone, e.g. by a fault-injection suite):
 - `Player`: publishes `types.Frame`s (image raw or compressed, CameraInfo, depth, mask) or any raw message.
 - `Collector`: records odom, matches, path, diagnostics (and matches/image only when asked to subscribe).
 - `play`: lock-step publishing (next frame once the node has an outcome for the previous one).
+- `Stepper`: finer lock-step for fault cases: publish anything, wait until /diagnostics counts its outcomes, read
+  the state after that frame.
+- `nonfinite`: every non-finite float the node published (odom, path, matches, diagnostics).
 - `synthetic_frames`, `ate_sim3`, `poses_from_odom`: data and accuracy helpers.
 """
 from __future__ import annotations
@@ -216,6 +219,15 @@ class RosSide:
         values = self.call(GetParameters, f"{base}/get_parameters", GetParameters.Request(names=names)).values
         return {n: parameter_value_to_python(v) for n, v in zip(names, values)}
 
+    def set_parameters(self, values: Dict[str, object], node_name: str = NODE_NAME, namespace: str = "") -> List[bool]:
+        """Set parameters of a running node (e.g. use_sim_time); returns each result's ``successful``."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        params = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        res = self.call(SetParameters, f"{namespace}/{node_name}/set_parameters", SetParameters.Request(parameters=params))
+        return [r.successful for r in res.results]
+
     def describe(self, names: Sequence[str], node_name: str = NODE_NAME, namespace: str = "") -> Dict[str, object]:
         """ParameterDescriptors of a running node, by name."""
         from rcl_interfaces.srv import DescribeParameters
@@ -273,7 +285,11 @@ class Player:
             depth = frame.depth if depth_encoding == "32FC1" else np.round(
                 np.nan_to_num(frame.depth) * 1000.0).astype(np.uint16)
             self.depth_pub.publish(conv.numpy_to_image(depth, depth_encoding, header))
-        image = frame.image if encoding != "mono8" else np.mean(frame.image, axis=2).astype(np.uint8)
+        image = frame.image
+        if encoding == "mono8" and image.ndim == 3:
+            import cv2
+
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if self.compressed:
             self.image_pub.publish(conv.numpy_to_compressed(image, "png", header))
         else:
@@ -283,6 +299,12 @@ class Player:
     def publish_raw(self, msg) -> None:
         """Any message on the image topic as is (malformed ones included)."""
         self.image_pub.publish(msg)
+
+    def publish_info(self, msg: CameraInfo) -> None:
+        self.info_pub.publish(msg)
+
+    def publish_depth(self, msg: Image) -> None:
+        self.depth_pub.publish(msg)
 
 
 # ------------------------------------------------------------------------------------------------ collector
@@ -388,6 +410,72 @@ def play(player: Player, collector: Collector, frames: Iterable[Frame], frame_ti
         if on_frame is not None:
             on_frame(i, t)
     return sent
+
+
+class Stepper:
+    """Lock-step for fault cases: ``step(publish, outcomes)`` runs ``publish()`` and waits until the node's
+    /diagnostics count ``outcomes`` more finished frames; it returns those diagnostics (the node's state after them).
+
+    Needs a short ``diagnostics_period`` on the node (0.05 s). A publish the node did not receive within
+    ``resend_after`` (a reader that matched late) is repeated; ``outcomes=0`` for a frame whose outcome comes later
+    (an image waiting for its depth).
+    """
+
+    def __init__(self, collector: Collector, timeout: float = 30.0, resend_after: float = 3.0):
+        self.collector, self.timeout, self.resend_after = collector, timeout, resend_after
+        if not wait_for(lambda: bool(collector.diagnostics_values()), timeout):
+            raise TimeoutError("no /diagnostics from the node")
+        d = collector.diagnostics_values()
+        self.expected = collector.outcomes()
+        self.received = int(d.get("received", 0))
+
+    def step(self, publish: Callable[[], None], outcomes: int = 1, images: int = 1) -> Dict[str, object]:
+        publish()
+        self.expected += outcomes
+        self.received += images
+        deadline = time.monotonic() + self.timeout
+        while not wait_for(lambda: self.collector.outcomes() >= self.expected,
+                           min(self.resend_after, max(0.0, deadline - time.monotonic())), poll=0.005):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no outcome after {self.timeout} s; diagnostics {self.collector.diagnostics_values()}")
+            if int(self.collector.diagnostics_values().get("received", 0)) < self.received:
+                publish()  # lost before the node heard it: the same messages again
+        d = self.collector.diagnostics_values()
+        self.expected = max(self.expected, self.collector.outcomes())
+        self.received = max(self.received, int(d.get("received", 0)))
+        return d
+
+
+def nonfinite(collector: Collector) -> List[str]:
+    """Every non-finite float the node published: odom, path, matches (x y z may be NaN by design: no depth
+    there), diagnostics values."""
+    bad: List[str] = []
+    with collector.lock:
+        odom, paths, clouds, diags = (list(collector.odom), list(collector.paths), list(collector.matches),
+                                      list(collector.diagnostics))
+    for m in odom:
+        p, q, t = m.pose.pose.position, m.pose.pose.orientation, m.twist.twist
+        values = [p.x, p.y, p.z, q.x, q.y, q.z, q.w, t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y,
+                  t.angular.z, *m.pose.covariance, *m.twist.covariance]
+        if not np.all(np.isfinite(values)):
+            bad.append(f"odom at {conv.stamp_to_sec(m.header.stamp)}")
+    for path in paths[-1:]:  # each path message repeats the earlier poses
+        for ps in path.poses:
+            p, q = ps.pose.position, ps.pose.orientation
+            if not np.all(np.isfinite([p.x, p.y, p.z, q.x, q.y, q.z, q.w])):
+                bad.append(f"path pose at {conv.stamp_to_sec(ps.header.stamp)}")
+    for msg in clouds:
+        pts = conv.cloud_to_numpy(msg)
+        for name in pts.dtype.names:
+            if name not in ("x", "y", "z") and pts.dtype[name].kind == "f" and not np.all(np.isfinite(pts[name])):
+                bad.append(f"matches.{name} at {conv.stamp_to_sec(msg.header.stamp)}")
+    for array in diags:
+        for status in array.status:
+            for kv in status.values:
+                value = _number(kv.value)
+                if isinstance(value, float) and not np.isfinite(value):
+                    bad.append(f"diagnostics {kv.key}={kv.value}")
+    return bad
 
 
 # ------------------------------------------------------------------------------------------------ data + accuracy
