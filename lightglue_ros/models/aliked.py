@@ -347,31 +347,46 @@ class SparseFeatureMap:
                  pad_top: int, pad_left: int, h: int, w: int):
         self.x1 = _rows(x1)  # [Hp*Wp, c1]
         self.w1t = conv1_weight.reshape(conv1_weight.shape[0], -1).t()  # [c1, dim/4]
-        self.coarse = [(_rows(part), part.shape[-2], part.shape[-1]) for part in coarse]
+        self.coarse = [_rows(part) for part in coarse]  # [h_k*w_k, dim/4]
         self.hp, self.wp = x1.shape[-2:]  # padded full resolution
         self.pad_top, self.pad_left = pad_top, pad_left
         self.h, self.w = h, w  # unpadded size: the map the official code normalises and samples
 
-    @staticmethod
-    def _taps(dst: torch.Tensor, n_in: int, n_out: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Source neighbours and weight of upsample(align_corners=True) from n_in to n_out at pixels ``dst``:
-        source = dst (n_in - 1) / (n_out - 1), as torch's kernel."""
-        scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-        src = dst.to(torch.float32) * scale
-        i0 = src.long()  # src >= 0: truncation is floor
-        return i0, torch.clamp(i0 + 1, max=n_in - 1), src - i0
+        # upsample(align_corners=True) reads source y (h_k - 1) / (H - 1) for full-resolution pixel y; one
+        # column per coarse part, so all parts are handled by the same few ops.
+        def column(values, dtype):
+            return torch.tensor(values, dtype=dtype, device=x1.device)[:, None]
+
+        sizes = [part.shape[-2:] for part in coarse]
+        self.scale_y = column([(hk - 1) / (self.hp - 1) for hk, _ in sizes], torch.float32)
+        self.scale_x = column([(wk - 1) / (self.wp - 1) for _, wk in sizes], torch.float32)
+        self.last_y = column([hk - 1 for hk, _ in sizes], torch.long)
+        self.last_x = column([wk - 1 for _, wk in sizes], torch.long)
+        self.width = column([wk for _, wk in sizes], torch.long)
+
+    def _coarse_taps(self, y: torch.Tensor, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Rows [parts, P, 4] and weights [parts, P, 4] of the four source pixels that bilinear upsampling
+        blends at full-resolution pixels (y, x) [P] (padded coordinates), for every coarse part at once."""
+        sy = y.to(torch.float32)[None] * self.scale_y  # float32 source coordinates, like torch's kernel
+        sx = x.to(torch.float32)[None] * self.scale_x
+        y0, x0 = sy.long(), sx.long()  # >= 0: truncation is floor
+        ly, lx = sy - y0, sx - x0
+        r0 = y0 * self.width
+        r1 = torch.minimum(y0 + 1, self.last_y) * self.width
+        x1 = torch.minimum(x0 + 1, self.last_x)
+        rows = torch.stack((r0 + x0, r0 + x1, r1 + x0, r1 + x1), -1)
+        hy, hx = 1 - ly, 1 - lx
+        weights = torch.stack((hy * hx, hy * lx, ly * hx, ly * lx), -1)
+        return rows, weights
 
     def parts(self, iy: torch.Tensor, ix: torch.Tensor) -> List[torch.Tensor]:
         """Unnormalised [f1, up(f2), up(f3), up(f4)] at integer pixels (iy, ix) [P] of the unpadded image,
         each [P, dim/4]."""
         y, x = iy + self.pad_top, ix + self.pad_left
         out = [F.selu(self.x1.index_select(0, y * self.wp + x) @ self.w1t, inplace=True)]
-        for rows, hk, wk in self.coarse:
-            y0, y1, ly = self._taps(y, hk, self.hp)
-            x0, x1, lx = self._taps(x, wk, self.wp)
-            idx = torch.stack((y0 * wk + x0, y0 * wk + x1, y1 * wk + x0, y1 * wk + x1), 1)
-            wts = torch.stack(((1 - ly) * (1 - lx), (1 - ly) * lx, ly * (1 - lx), ly * lx), 1).to(rows.dtype)
-            out.append(F.embedding_bag(idx, rows, per_sample_weights=wts, mode="sum"))
+        rows, weights = self._coarse_taps(y, x)
+        for k, table in enumerate(self.coarse):
+            out.append(F.embedding_bag(rows[k], table, per_sample_weights=weights[k].to(table.dtype), mode="sum"))
         return out
 
     def at(self, iy: torch.Tensor, ix: torch.Tensor) -> torch.Tensor:
