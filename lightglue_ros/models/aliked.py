@@ -403,7 +403,7 @@ class SparseFeatureMap:
         # Normalising a corner and weighting it are both scalings: fold 1 / |f| into the bilinear weight, then
         # sum each sample's four corners (a "bag" of four rows).
         weights = (c.w.reshape(-1) / norm).reshape(4, n).t().contiguous().to(parts[0].dtype)  # [S, 4]
-        bags = torch.arange(4 * n, device=py.device).reshape(4, n).t()
+        bags = torch.arange(4 * n, device=py.device).reshape(4, n).t().contiguous()  # sample i: rows i + k n
         return torch.cat([F.embedding_bag(bags, p, per_sample_weights=weights, mode="sum") for p in parts], 1)
 
 
