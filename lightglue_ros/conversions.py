@@ -148,6 +148,11 @@ def compressed_to_numpy(msg: CompressedImage) -> np.ndarray:
         raise ConversionError("decode_failed", f"format {msg.format!r}, {buf.size} bytes: {exc}") from None
     if pixels is None or pixels.size == 0:
         raise ConversionError("decode_failed", f"format {msg.format!r}, {buf.size} bytes")
+    # OpenCV also decodes HDR / float TIFF and odd channel counts: a camera image is 8/16-bit mono, BGR or BGRA.
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ConversionError("unsupported_pixel_type", f"decoded {pixels.dtype} pixels")
+    if pixels.ndim == 3 and pixels.shape[2] not in (3, 4):
+        raise ConversionError("unsupported_channels", f"decoded {pixels.shape[2]} channels")
     if pixels.ndim == 3:  # OpenCV decodes to BGR(A)
         pixels = pixels[..., 2::-1]
     return np.ascontiguousarray(pixels)
@@ -467,21 +472,35 @@ def matches_cloud(points0: np.ndarray, points1: np.ndarray, scores: np.ndarray, 
 
 
 def cloud_to_numpy(msg: PointCloud2) -> np.ndarray:
-    """PointCloud2 -> structured array, read from the message's own field layout (any order / padding)."""
+    """PointCloud2 -> structured array, read from the message's own field layout (any order / padding).
+
+    A layout that does not fit (fields past ``point_step``, rows shorter than ``width`` points, too little data)
+    raises ConversionError ``bad_cloud`` / ``short_data``.
+    """
     endian = ">" if msg.is_bigendian else "<"
     names, formats, offsets = [], [], []
     for f in msg.fields:
         if f.datatype not in _POINTFIELD_TO_NP or f.count != 1:
             raise ConversionError("bad_cloud", f"field {f.name}: datatype {f.datatype} count {f.count}")
+        fmt = _POINTFIELD_TO_NP[f.datatype].newbyteorder(endian)
+        if f.offset + fmt.itemsize > msg.point_step:
+            raise ConversionError("bad_cloud", f"field {f.name} at {f.offset} ends past point_step {msg.point_step}")
         names.append(f.name)
-        formats.append(_POINTFIELD_TO_NP[f.datatype].newbyteorder(endian))
+        formats.append(fmt)
         offsets.append(f.offset)
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
-    n = int(msg.width) * int(msg.height)
+    try:
+        dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
+    except (ValueError, TypeError) as exc:  # duplicate or overlapping fields
+        raise ConversionError("bad_cloud", str(exc)) from None
+    h, w, step, row = int(msg.height), int(msg.width), int(msg.point_step), int(msg.row_step)
+    if h * w == 0:
+        return np.zeros(0, dtype)
+    if step == 0 or row < w * step:
+        raise ConversionError("bad_cloud", f"row_step {row} < width {w} x point_step {step}")
     buf = np.frombuffer(msg.data, np.uint8)
-    if buf.size < n * msg.point_step:
-        raise ConversionError("short_data", f"{buf.size} bytes < {n} points x {msg.point_step}")
-    rows = buf[: msg.row_step * msg.height].reshape(msg.height, msg.row_step)[:, : msg.width * msg.point_step]
+    if buf.size < h * row:
+        raise ConversionError("short_data", f"{buf.size} bytes < height {h} x row_step {row}")
+    rows = buf[: row * h].reshape(h, row)[:, : w * step]
     return np.ascontiguousarray(rows).view(dtype).reshape(-1)
 
 
