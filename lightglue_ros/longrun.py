@@ -1,0 +1,392 @@
+"""``python -m lightglue_ros.longrun``: hours of use in minutes - the node's memory, threads and latency over
+thousands of frames.
+
+``matcher_node`` runs in its own process, as on a robot; this process is the camera. It renders a short synthetic
+sequence once and plays it back and forth (the motion stays continuous; stamps always increase: this is not a bag
+loop), lock-step: the next frame goes out once the node has finished the previous one, so latency is the node's
+own work plus DDS, not queueing. Per frame: latency = the odometry's arrival time - the image's publish time (both
+on this process's monotonic clock). Every ``--sample-every`` frames the node's resident memory and thread count
+are read with psutil.
+
+Pass criteria (printed, and the exit code: 0 pass, 1 fail, 2 could not run):
+- memory: resident memory after the warm-up grows by less than ``--max-growth-mb`` (50 MB);
+- threads: the thread count stays constant after the warm-up;
+- latency: p50 / p95 / p99 of the last block of frames (1000 at the default length) within 25 / 50 / 100 % of the
+  first block's. Other load on the machine widens the tails; compare runs on an idle machine.
+
+DDS stays on this host: the shared-memory-only Fast DDS profile and a ROS_DOMAIN_ID of its own (see `demo`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .demo import demo_env, matcher_command, stop_matcher
+
+STAMP0 = 1000.0  # first image stamp (s)
+LATENCY_TOLERANCE = {"p50": 0.25, "p95": 0.5, "p99": 1.0}  # last block vs first block, relative
+
+
+# ------------------------------------------------------------------------------------------------ results
+@dataclass
+class Sample:
+    frame: int  # frames finished when sampled
+    seconds: float
+    rss_mb: float
+    threads: int
+
+
+@dataclass
+class Block:
+    first: int  # 1-based frame range
+    last: int
+    latencies: int  # frames with an odometry message (a latency)
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    rss_mb: float  # at the block's end
+    threads: int
+
+
+@dataclass
+class Report:
+    frames: int
+    width: int
+    height: int
+    backend: str
+    max_keypoints: int
+    torch_threads: int
+    sequence: int
+    warmup: int
+    seconds: float = 0.0
+    outcomes: Dict[str, int] = field(default_factory=dict)  # processed / skipped / failed and reasons
+    rss_warm_mb: float = float("nan")
+    rss_end_mb: float = float("nan")
+    rss_max_after_warm_mb: float = float("nan")
+    growth_mb: float = float("nan")
+    threads_after_warm: List[int] = field(default_factory=list)
+    blocks: List[Block] = field(default_factory=list)
+    samples: List[Sample] = field(default_factory=list)
+    checks: Dict[str, bool] = field(default_factory=dict)
+
+
+def percentiles(values_ms: Sequence[float]) -> Tuple[float, float, float]:
+    if not len(values_ms):
+        return (float("nan"),) * 3
+    p = np.percentile(np.asarray(values_ms, np.float64), [50, 95, 99])
+    return float(p[0]), float(p[1]), float(p[2])
+
+
+def make_blocks(latency_ms: Dict[int, float], samples: List[Sample], frames: int, size: int) -> List[Block]:
+    """Latency percentiles and the last memory sample per block of ``size`` frames."""
+    blocks = []
+    for start in range(0, frames, size):
+        end = min(frames, start + size)
+        lat = [latency_ms[i] for i in range(start, end) if i in latency_ms]
+        inside = [s for s in samples if s.frame <= end] or samples[:1]
+        last = inside[-1] if inside else Sample(0, 0.0, float("nan"), 0)
+        blocks.append(Block(start + 1, end, len(lat), *percentiles(lat), rss_mb=last.rss_mb, threads=last.threads))
+    return blocks
+
+
+def judge(report: Report, max_growth_mb: float) -> Dict[str, bool]:
+    first, last = report.blocks[0], report.blocks[-1]
+    latency_ok = all(
+        np.isfinite(getattr(first, f"{k}_ms")) and np.isfinite(getattr(last, f"{k}_ms"))
+        and abs(getattr(last, f"{k}_ms") - getattr(first, f"{k}_ms"))
+        <= tol * max(getattr(first, f"{k}_ms"), getattr(last, f"{k}_ms"))
+        for k, tol in LATENCY_TOLERANCE.items())
+    return {"memory": bool(report.rss_max_after_warm_mb - report.rss_warm_mb < max_growth_mb),
+            "threads": len(set(report.threads_after_warm)) == 1, "latency": bool(latency_ok)}
+
+
+def summarise(report: Report, samples: List[Sample], latency_ms: Dict[int, float], block: int,
+              max_growth_mb: float) -> Report:
+    report.samples = samples
+    warm = [s for s in samples if s.frame >= report.warmup]
+    if warm:
+        report.rss_warm_mb, report.rss_end_mb = warm[0].rss_mb, warm[-1].rss_mb
+        report.rss_max_after_warm_mb = max(s.rss_mb for s in warm)
+        report.growth_mb = report.rss_end_mb - report.rss_warm_mb
+        report.threads_after_warm = sorted({s.threads for s in warm})
+    report.blocks = make_blocks(latency_ms, samples, report.frames, block)
+    report.checks = judge(report, max_growth_mb)
+    return report
+
+
+def table(report: Report) -> List[str]:
+    r = report
+    lines = [f"long run: {r.frames} frames {r.width}x{r.height}, backend {r.backend} ({r.max_keypoints} keypoints, "
+             f"{r.torch_threads} torch thread{'s' if r.torch_threads != 1 else ''}), a {r.sequence}-frame sequence "
+             f"back and forth, {r.seconds:.0f} s ({r.frames / max(r.seconds, 1e-9):.1f} frames/s)",
+             f"outcomes: {', '.join(f'{k} {v}' for k, v in r.outcomes.items())}",
+             "",
+             f"{'frames':>13}  {'with odom':>9}  {'p50 ms':>7}  {'p95 ms':>7}  {'p99 ms':>7}  {'RSS MB':>7}  "
+             f"{'threads':>7}"]
+    for b in r.blocks:
+        lines.append(f"{b.first:>6}-{b.last:<6}  {b.latencies:>9}  {b.p50_ms:7.1f}  {b.p95_ms:7.1f}  {b.p99_ms:7.1f}  "
+                     f"{b.rss_mb:7.1f}  {b.threads:>7}")
+    first, last = r.blocks[0], r.blocks[-1]
+    verdict = {True: "OK", False: "FAIL"}
+    lines += ["",
+              f"memory   RSS {r.rss_warm_mb:.1f} MB after the warm-up ({r.warmup} frames), {r.rss_end_mb:.1f} MB at "
+              f"the end, at most {r.rss_max_after_warm_mb:.1f} MB: growth {r.growth_mb:+.1f} MB "
+              f"(max {r.rss_max_after_warm_mb - r.rss_warm_mb:+.1f} MB) -> {verdict[r.checks['memory']]}",
+              f"threads  after the warm-up: {', '.join(map(str, r.threads_after_warm))} -> "
+              f"{verdict[r.checks['threads']]}",
+              f"latency  first vs last block: p50 {first.p50_ms:.1f} / {last.p50_ms:.1f} ms, p95 {first.p95_ms:.1f} / "
+              f"{last.p95_ms:.1f} ms, p99 {first.p99_ms:.1f} / {last.p99_ms:.1f} ms -> {verdict[r.checks['latency']]}"]
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ the camera side
+class PingPong:
+    """A short rendered sequence played back and forth: frame i of the run -> a rendered frame."""
+
+    def __init__(self, frames: int, width: int, height: int, step: float):
+        from .datasets import synthetic_sequence
+        from .synthetic import SyntheticConfig
+
+        cfg = SyntheticConfig(frames=frames, width=width, height=height, depth=False, motion="orbit", step=step)
+        self.frames = list(synthetic_sequence(cfg))
+
+    def __getitem__(self, i: int):
+        n = len(self.frames)
+        if n == 1:
+            return self.frames[0]
+        k = i % (2 * n - 2)
+        return self.frames[k if k < n else 2 * n - 2 - k]
+
+
+class Link:
+    """The player's publishers and listeners: odometry arrival times by stamp, outcome counts from diagnostics."""
+
+    def __init__(self, node):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from nav_msgs.msg import Odometry
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
+
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.image = node.create_publisher(Image, "image", qos)
+        self.info = node.create_publisher(CameraInfo, "camera_info", qos)
+        self.cond = threading.Condition()
+        self.expect: Optional[Tuple[int, int]] = None  # (sec, nanosec) of the frame in flight
+        self.arrival: Optional[float] = None
+        self.diag: Dict[str, str] = {}
+        node.create_subscription(Odometry, "odom", self._on_odom, qos)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos)
+
+    def _on_odom(self, msg) -> None:
+        now = time.monotonic()
+        with self.cond:
+            if self.expect == (msg.header.stamp.sec, msg.header.stamp.nanosec):
+                self.arrival = now
+                self.cond.notify_all()
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("lightglue_matcher"):
+                with self.cond:
+                    self.diag = {kv.key: kv.value for kv in status.values}
+                    self.cond.notify_all()
+
+    def count(self, key: str) -> int:
+        try:
+            return int(self.diag.get(key, 0))
+        except ValueError:
+            return 0
+
+    def outcomes(self) -> int:
+        return sum(self.count(k) for k in ("processed", "skipped", "failed"))
+
+    def subscribed(self) -> bool:
+        return self.image.get_subscription_count() > 0 and self.info.get_subscription_count() > 0
+
+    def send(self, frame, stamp: float) -> float:
+        """Publish CameraInfo + image; returns the publish time (monotonic)."""
+        from std_msgs.msg import Header
+
+        from . import conversions as conv
+
+        header = Header(stamp=conv.sec_to_stamp(stamp), frame_id="camera_optical_frame")
+        info = conv.camera_info_msg(frame.camera, header)
+        image = conv.numpy_to_image(frame.image, "rgb8", header)  # built before the clock starts
+        with self.cond:
+            self.expect, self.arrival = (header.stamp.sec, header.stamp.nanosec), None
+        self.info.publish(info)
+        t = time.monotonic()
+        self.image.publish(image)
+        return t
+
+    def wait(self, outcomes: int, timeout: float) -> Tuple[bool, Optional[float]]:
+        """Until this frame's odometry arrives or the node has counted ``outcomes`` frames (every frame gets one:
+        lock-step drops none); (finished, odom arrival time)."""
+        with self.cond:
+            done = self.cond.wait_for(lambda: self.arrival is not None or self.outcomes() >= outcomes, timeout)
+            return done, self.arrival
+
+
+def sample(proc, frame: int, t0: float) -> Sample:
+    import psutil
+
+    p = psutil.Process(proc.pid)
+    return Sample(frame, time.monotonic() - t0, p.memory_info().rss / 2**20, p.num_threads())
+
+
+def play(args, link: Link, proc, seq: PingPong) -> Tuple[Dict[int, float], List[Sample], float]:
+    latency: Dict[int, float] = {}
+    samples: List[Sample] = []
+    t0 = time.monotonic()
+    for i in range(args.frames):
+        if i % args.sample_every == 0:
+            samples.append(sample(proc, i, t0))
+        frame, stamp = seq[i], STAMP0 + i / args.fps
+        sent = link.send(frame, stamp)
+        done, arrival = link.wait(i + 1, args.frame_timeout)
+        if proc.poll() is not None:
+            raise RuntimeError(f"matcher_node exited with {proc.returncode} at frame {i}")
+        if not done:
+            raise RuntimeError(f"no outcome for frame {i} within {args.frame_timeout:.0f} s")
+        if arrival is not None:
+            latency[i] = (arrival - sent) * 1e3
+        if (i + 1) % args.progress_every == 0:
+            recent = [latency[k] for k in range(max(0, i + 1 - args.progress_every), i + 1) if k in latency]
+            p50 = percentiles(recent)[0]
+            last = samples[-1]
+            print(f"frame {i + 1:6d}/{args.frames}  {(i + 1) / (time.monotonic() - t0):5.1f} frames/s  "
+                  f"p50 {p50:6.1f} ms  RSS {last.rss_mb:7.1f} MB  threads {last.threads}  "
+                  f"state {link.diag.get('state', '?')}", flush=True)
+    # The outcome of the last frame may still be on its way in the diagnostics.
+    with link.cond:
+        link.cond.wait_for(lambda: link.outcomes() >= args.frames, 5.0)
+    samples.append(sample(proc, args.frames, t0))
+    return latency, samples, time.monotonic() - t0
+
+
+# ------------------------------------------------------------------------------------------------ main
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m lightglue_ros.longrun", description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=int, default=5000, help="frames to play (default 5000)")
+    p.add_argument("--width", type=int, default=160)
+    p.add_argument("--height", type=int, default=120)
+    p.add_argument("--backend", default="lightglue", choices=("lightglue", "orb", "sift"))
+    p.add_argument("--max-keypoints", type=int, default=256)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads of the node (num_threads)")
+    p.add_argument("--sequence", type=int, default=120, help="rendered frames, played back and forth")
+    p.add_argument("--step", type=float, default=0.05, help="metres per frame of the synthetic orbit")
+    p.add_argument("--fps", type=float, default=10.0, help="stamp rate of the frames")
+    p.add_argument("--warmup", type=int, default=0, help="frames before memory is judged (default 10%%, <= 500)")
+    p.add_argument("--block", type=int, default=0, help="frames per latency block (default 1000, or frames/5)")
+    p.add_argument("--sample-every", type=int, default=50, help="frames between memory/thread samples")
+    p.add_argument("--progress-every", type=int, default=250)
+    p.add_argument("--max-growth-mb", type=float, default=50.0)
+    p.add_argument("--frame-timeout", type=float, default=60.0)
+    p.add_argument("--domain-id", type=int, default=0, help="ROS_DOMAIN_ID (0 = pick one from the pid)")
+    p.add_argument("--log", type=Path, default=None, help="matcher_node log file (default: a temporary file)")
+    p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
+    args = p.parse_args(argv)
+    if args.frames < 10 or args.width < 32 or args.height < 32 or args.sequence < 2:
+        p.error("need at least 10 frames of 32x32 pixels and a sequence of 2 frames")
+    args.warmup = args.warmup or min(500, args.frames // 10)
+    args.block = args.block or (1000 if args.frames >= 5000 else max(1, args.frames // 5))
+    return args
+
+
+def start_node(args, env: Dict[str, str], log_path: Path):
+    import subprocess
+
+    params = {"backend": args.backend, "max_keypoints": args.max_keypoints, "num_threads": args.threads,
+              "diagnostics_period": 0.1, "qos": "reliable"}
+    cmd = matcher_command() + ["--ros-args"] + [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def run(args) -> Report:
+    domain = args.domain_id or 1 + (os.getpid() * 7) % 230
+    env = demo_env(domain)
+    os.environ.update({k: env[k] for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "ROS_DOMAIN_ID", "RMW_IMPLEMENTATION")})
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    log_path = args.log or Path(os.environ.get("TMPDIR", "/tmp")) / f"longrun_matcher_{os.getpid()}.log"
+    print(f"longrun: {args.frames} frames {args.width}x{args.height}, backend {args.backend}, ROS_DOMAIN_ID {domain}, "
+          f"DDS shared memory only; node log {log_path}", flush=True)
+    seq = PingPong(args.sequence, args.width, args.height, args.step)
+    proc = start_node(args, env, log_path)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node("lightglue_longrun_player", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+    spinner.start()
+    try:
+        link = Link(node)
+        if not _wait(lambda: (link.subscribed() and bool(link.diag)) or proc.poll() is not None, 180):
+            raise RuntimeError("the node never subscribed to image/camera_info")
+        if proc.poll() is not None:
+            raise RuntimeError(f"matcher_node exited with {proc.returncode} before the first frame")
+        time.sleep(0.5)  # both ends finish matching their endpoints
+        latency, samples, seconds = play(args, link, proc, seq)
+        report = Report(args.frames, args.width, args.height, args.backend, args.max_keypoints, args.threads,
+                        args.sequence, args.warmup, seconds)
+        report.outcomes = {k: link.count(k) for k in ("processed", "skipped", "failed")}
+        report.outcomes.update({k: int(v) for k, v in sorted(link.diag.items())
+                                if k.startswith(("skipped.", "failed.", "reset.", "event."))})
+        return summarise(report, samples, latency, args.block, args.max_growth_mb)
+    finally:
+        code = stop_matcher(proc)
+        if code != 0:
+            print(f"longrun: matcher_node exited with {code} (log {log_path})", flush=True)
+        executor.shutdown(timeout_sec=1.0)
+        spinner.join(timeout=5.0)  # a spin thread still inside rcl at interpreter exit aborts the process
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = run(args)
+    except KeyboardInterrupt:
+        print("longrun: interrupted")
+        return 2
+    except RuntimeError as exc:
+        print(f"longrun failed: {exc}")
+        return 2
+    print("\n".join(table(report)), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(asdict(report), indent=1, default=float) + "\n")
+    return 0 if all(report.checks.values()) else 1
+
+
+def _wait(predicate, timeout: float, poll: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return bool(predicate())
+
+
+def _spin(executor) -> None:
+    try:
+        executor.spin()
+    except Exception:  # noqa: BLE001 - the context shut down under it
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
