@@ -68,6 +68,8 @@ class MatchResult:
 def normalize_keypoints(kpts: torch.Tensor, size: Optional[torch.Tensor]) -> torch.Tensor:
     """Pixels -> roughly [-1, 1], centred on the image and scaled by its longer side (aspect kept)."""
     if size is None:
+        if kpts.shape[-2] == 0:
+            return kpts
         size = 1 + kpts.max(-2).values - kpts.min(-2).values
     size = size.to(kpts)
     return (kpts - size / 2) / (size.max(-1).values / 2)
@@ -281,7 +283,7 @@ class LightGlue(nn.Module):
         """Per-image work that does not depend on the other image: projection and positional encoding.
         The streaming front end caches this for the reference frame."""
         kpts = kpts.reshape(1, -1, 2).float()
-        desc = desc.reshape(1, kpts.shape[1], -1)
+        desc = desc.reshape(1, kpts.shape[1], desc.shape[-1])
         return self.input_proj(desc), self.posenc(normalize_keypoints(kpts, size))
 
     @torch.inference_mode()
