@@ -5,7 +5,7 @@ Three node processes, each shared by many cases (a start costs the torch import 
 - ``mono``: orb, raw images, ``max_image_size`` 320 - malformed images, calibration, time;
 - ``learned``: the default lightglue backend, 128 keypoints - content (black, white, saturated, noise, a static
   camera for 500 frames, a fast rotation) and images around the network's minimum size;
-- ``rgbd``: orb, compressed images + depth - depth faults and corrupt compressed bytes.
+- ``rgbd``: orb, compressed images + depth, ``publish_when_lost`` false - depth faults, corrupt compressed bytes.
 
 Every case starts from a tracking node, injects its fault, then sends good frames again. Checked each time:
 the node is alive; the outcome / reason / event counts of /diagnostics moved by exactly the expected amounts and
@@ -47,7 +47,9 @@ COMMON = {"diagnostics_period": 0.05, "qos": "reliable", "lost_after": LOST_AFTE
 NODES = {
     "mono": dict(COMMON, backend="orb", max_keypoints=256, max_image_size=320),
     "learned": dict(COMMON, max_keypoints=128),
-    "rgbd": dict(COMMON, backend="orb", max_keypoints=256, use_depth=True, image_transport="compressed"),
+    # The other documented way to be lost: no odometry at all until tracking is back.
+    "rgbd": dict(COMMON, backend="orb", max_keypoints=256, use_depth=True, image_transport="compressed",
+                 publish_when_lost=False),
 }
 
 
@@ -651,6 +653,11 @@ def test_empty_depth_on_the_frame_that_seeds_the_keyframe(rgbd):
     res = run_case(rgbd, fault)
     check_case(rgbd, res, {"event.depth_no_valid_pixels": 1}, exact=False)
     EMPTY_SEED.append(res.recovered_in)
+    # Nothing to track from: lost after lost_after frames; publish_when_lost is false, so no odometry meanwhile.
+    lost = res.delta("failed", "after")
+    assert res.delta("event.tracking_lost", "after") == 1 and lost >= LOST_AFTER, res.changed("after")
+    assert len(res.odom) == res.delta("processed", "after"), "odometry for processed frames only"
+    assert not any(m.pose.covariance[0] >= LOST_COVARIANCE for m in res.odom)
 
 
 EMPTY_SEED: List[Optional[int]] = []  # good frames to tracking after an empty-depth seed (the test above)
