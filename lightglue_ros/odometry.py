@@ -59,6 +59,8 @@ MIN_FLOW_THRESHOLDS = 5.0
 PNP_MAX_REL_DEPTH_ERROR = 0.1
 #: Fewest landmark/triangulation pairs for the keyframe scale correction.
 RESCALE_MIN_POINTS = 20
+# A keyframe candidate without valid depth at enough of its keypoints (RGB-D): refused, the next frame seeds.
+REASON_SEED_DEPTH = "no valid depth at the keyframe's keypoints"
 
 
 @dataclass
@@ -226,12 +228,12 @@ class VisualOdometry:
             if why:
                 return self._failure(stamp, why)
         if track.is_first:
-            return self._seed(stamp, depth, "first frame (reference)", keyframe=False)
+            return self._seed(track, camera, stamp, depth, "first frame (reference)", keyframe=False)
         if not track.ok:
             return self._failure(stamp, track.reason or "tracking failed")
         if self._kf is None:
             # The front end still holds an old reference whose pose we dropped: this frame becomes the new one.
-            return self._seed(stamp, depth, "new reference after reset", keyframe=True)
+            return self._seed(track, camera, stamp, depth, "new reference after reset", keyframe=True)
         if len(track.matches) < self.config.min_matches:
             return self._failure(stamp, geo.REASON_FEW_MATCHES)
         self._kf.max_matches = max(self._kf.max_matches, track.num_matches)
@@ -264,8 +266,14 @@ class VisualOdometry:
         return bool(np.median(np.linalg.norm(p1[ic] - a_pts[ia], axis=1)) < limit)
 
     # ---- seeding --------------------------------------------------------------------------------------------
-    def _seed(self, stamp: float, depth, reason: str, keyframe: bool) -> OdometryResult:
+    def _seed(self, track: TrackResult, camera: Camera, stamp: float, depth, reason: str,
+              keyframe: bool) -> OdometryResult:
         """A new keyframe at the current pose (continuity): the frame only becomes the reference."""
+        if self.config.use_depth and not self._depth_usable(track.kpts1, camera, depth):
+            # Nothing could be tracked from a keyframe without depth at its keypoints: refuse it, so the
+            # caller's front end drops it (needs_reference) and the next frame seeds instead.
+            self._kf = None
+            return self._failure(stamp, REASON_SEED_DEPTH)
         kf = _Keyframe(self._pose.copy(), self._cov.copy(), stamp)
         if self.config.use_depth:
             kf.depth = geo.depth_in_metres(depth)

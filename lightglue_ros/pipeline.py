@@ -145,12 +145,12 @@ class Pipeline:
         if self._odometry.needs_reference:
             # Lost with the "reset" policy (or reset by the odometry): the next frame seeds a new reference.
             self._frontend.reset()
-        if track.is_first:
+        if self._odometry.failed and (track.ok or track.is_first):
+            outcome, reason = FAILED, odo.reason  # e.g. a keyframe refused for want of depth
+        elif track.is_first:
             outcome, reason = PROCESSED, track.reason or "first frame (reference)"
         elif not track.ok:
             outcome, reason = FAILED, track.reason or "tracking failed"
-        elif self._odometry.failed:
-            outcome, reason = FAILED, odo.reason
         else:
             outcome, reason = PROCESSED, odo.reason
         if note:
