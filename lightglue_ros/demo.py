@@ -46,11 +46,13 @@ def shm_profile() -> Path:
     raise FileNotFoundError(f"fastdds_shm_only.xml not found (looked in {', '.join(map(str, candidates))})")
 
 
-def demo_env(domain_id: int) -> Dict[str, str]:
-    """DDS on shared memory only, on a domain of our own (default discovery would multicast on the network)."""
-    env = dict(os.environ)
+def demo_env(domain_id: int, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """DDS on shared memory only, on a domain of our own (default discovery would multicast on the network).
+    Used by the demo, the long-run benchmark and the node tests."""
+    env = dict(os.environ if base is None else base)
     env.update(FASTDDS_DEFAULT_PROFILES_FILE=str(shm_profile()), ROS_DOMAIN_ID=str(domain_id),
                RMW_IMPLEMENTATION=env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"), PYTHONUNBUFFERED="1")
+    env.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; the profile already keeps DDS on this host
     return env
 
 

@@ -131,6 +131,16 @@ def check_image(image) -> str:
     return ""
 
 
+def load_mask_image(path: str) -> Optional[np.ndarray]:
+    """A mask file -> HxW bool (True = ignore: non-zero pixels); None when unset. Unreadable -> FrontEndError."""
+    if not path:
+        return None
+    mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise FrontEndError(f"mask file '{path}' cannot be read as an image")
+    return mask > 0
+
+
 def normalise_channels(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 1:
         return image[..., 0]
@@ -267,7 +277,7 @@ class FrontEnd:
         self.dtype = resolve_precision(config.precision, self.device)
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
-        self.static_mask = self._load_static_mask(config.static_mask)
+        self.static_mask = load_mask_image(config.static_mask)
         if config.backend == "lightglue":
             self.backend = LightGlueBackend(config, self.device, self.dtype)
         else:
@@ -283,14 +293,6 @@ class FrontEnd:
             return f"cuda:{torch.cuda.get_device_name(self.device)}"
         return "cpu"
 
-    @staticmethod
-    def _load_static_mask(path: str) -> Optional[np.ndarray]:
-        if not path:
-            return None
-        mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise FrontEndError(f"static mask '{path}' cannot be read as an image")
-        return mask > 0
 
     # ---- reference management -------------------------------------------------------------------------------
     @property

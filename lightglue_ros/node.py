@@ -191,14 +191,12 @@ class ParameterError(ValueError):
 
 def load_mask_file(path: str) -> Optional[np.ndarray]:
     """mask_file -> HxW bool (True = ignore), None when unset; an unreadable file is a start-up error."""
-    if not path:
-        return None
-    import cv2
+    from .frontend import FrontEndError, load_mask_image
 
-    mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise ParameterError(f"parameter 'mask_file': cannot read '{path}' as an image")
-    return mask > 0
+    try:
+        return load_mask_image(path)
+    except FrontEndError as exc:
+        raise ParameterError(f"parameter 'mask_file': {exc}") from None
 
 
 @dataclass

@@ -50,6 +50,7 @@ from std_msgs.msg import Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from lightglue_ros import conversions as conv  # noqa: E402
+from lightglue_ros.demo import demo_env as ros_env, matcher_command  # noqa: E402,F401 - one definition
 from lightglue_ros.types import Frame  # noqa: E402
 
 #: Images start at this stamp (s): stamp 0 means "latest" to TF and looks like an unset header.
@@ -65,23 +66,6 @@ def domain_id_for(name: str) -> int:
     digest = hashlib.sha1(f"{name}:{os.getpid()}".encode()).digest()
     did = 1 + int.from_bytes(digest[:4], "little") % 230
     return did if did != 73 else 74
-
-
-def ros_env(domain_id: int, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    env.update(FASTDDS_DEFAULT_PROFILES_FILE=str(SHM_PROFILE), ROS_DOMAIN_ID=str(domain_id),
-               RMW_IMPLEMENTATION=env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"), PYTHONUNBUFFERED="1")
-    env.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; the profile already keeps DDS on this host
-    return env
-
-
-def matcher_command() -> List[str]:
-    """The console script of this venv; ``LIGHTGLUE_ROS_NODE_CMD`` (shell words) overrides it."""
-    override = os.environ.get("LIGHTGLUE_ROS_NODE_CMD")
-    if override:
-        return override.split()
-    script = Path(sys.executable).parent / "matcher_node"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "lightglue_ros.node"]
 
 
 def ros_value(value) -> str:
