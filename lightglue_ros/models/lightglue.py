@@ -279,6 +279,7 @@ class LightGlue(nn.Module):
         return self.conf.pruning_min_points_cuda if device.type == "cuda" else self.conf.pruning_min_points_cpu
 
     # ---- forward ------------------------------------------------------------------------------------------
+    @torch.inference_mode()
     def prepare(self, kpts: torch.Tensor, desc: torch.Tensor, size: Optional[torch.Tensor]):
         """Per-image work that does not depend on the other image: projection and positional encoding.
         The streaming front end caches this for the reference frame."""
