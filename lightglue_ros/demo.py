@@ -169,13 +169,15 @@ class Listener:
             return any(m.header.stamp == stamp_msg for m in self.odom[-3:])
 
 
-def _wait(predicate, timeout: float, poll: float = 0.005) -> bool:
+def wait_until(predicate, timeout: float, poll: float = 0.02) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` s pass; its last value (used by the demo, the long run and
+    the node tests)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
             return True
         time.sleep(poll)
-    return predicate()
+    return bool(predicate())
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -251,7 +253,7 @@ def play(args, node, listener: Listener, proc: subprocess.Popen) -> tuple[int, f
     cfg = SyntheticConfig(frames=args.frames, width=args.width, height=args.height, motion=args.motion,
                           depth=args.rgbd)
     player = Player(node, args.rgbd)
-    if not _wait(lambda: player.subscribed() or proc.poll() is not None, 120):
+    if not wait_until(lambda: player.subscribed() or proc.poll() is not None, 120, poll=0.005):
         raise RuntimeError("the matcher never subscribed to image/camera_info")
     if proc.poll() is not None:
         raise RuntimeError(f"matcher_node exited with {proc.returncode} before the first frame")
@@ -288,8 +290,8 @@ def _wait_outcome(listener: Listener, player: Player, frame, stamp: float, stamp
     drops samples from a writer it has not matched yet, right after discovery)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if _wait(lambda: listener.has_odom(stamp_msg) or listener.outcomes() > done_before
-                 or proc.poll() is not None, min(2.0, end - time.monotonic())):
+        if wait_until(lambda: listener.has_odom(stamp_msg) or listener.outcomes() > done_before
+                      or proc.poll() is not None, min(2.0, end - time.monotonic()), poll=0.005):
             return True
         if listener.received() <= received_before:
             player.publish(frame, stamp)
@@ -320,7 +322,7 @@ def summarise(args, listener: Listener, sent: int, seconds: float, gt: Dict[floa
     from . import conversions as conv
     from . import evaluate as ev
 
-    _wait(lambda: listener.outcomes() >= sent, 5.0)
+    wait_until(lambda: listener.outcomes() >= sent, 5.0, poll=0.005)
     d = listener.latest()
     with listener.lock:
         diags, odom, counts = list(listener.diagnostics), list(listener.odom), list(listener.match_counts)

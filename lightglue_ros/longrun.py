@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .demo import demo_env, matcher_command, stop_matcher
+from .demo import demo_env, matcher_command, stop_matcher, wait_until
 
 STAMP0 = 1000.0  # first image stamp (s)
 LATENCY_TOLERANCE = {"p50": 0.25, "p95": 0.5, "p99": 1.0}  # last block vs first block, relative
@@ -333,7 +333,7 @@ def run(args) -> Report:
     spinner.start()
     try:
         link = Link(node)
-        if not _wait(lambda: (link.subscribed() and bool(link.diag)) or proc.poll() is not None, 180):
+        if not wait_until(lambda: (link.subscribed() and bool(link.diag)) or proc.poll() is not None, 180, poll=0.05):
             raise RuntimeError("the node never subscribed to image/camera_info")
         if proc.poll() is not None:
             raise RuntimeError(f"matcher_node exited with {proc.returncode} before the first frame")
@@ -370,15 +370,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(asdict(report), indent=1, default=float) + "\n")
     return 0 if all(report.checks.values()) else 1
-
-
-def _wait(predicate, timeout: float, poll: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return bool(predicate())
 
 
 def _spin(executor) -> None:

@@ -51,6 +51,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from lightglue_ros import conversions as conv  # noqa: E402
 from lightglue_ros.demo import demo_env as ros_env, matcher_command  # noqa: E402,F401 - one definition
+from lightglue_ros.demo import wait_until as wait_for  # noqa: E402
 from lightglue_ros.types import Frame  # noqa: E402
 
 #: Images start at this stamp (s): stamp 0 means "latest" to TF and looks like an unset header.
@@ -225,15 +226,6 @@ class RosSide:
         self._thread.join(timeout=5.0)  # a spin thread still inside rcl at interpreter exit aborts the process
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return bool(predicate())
 
 
 # ------------------------------------------------------------------------------------------------ player
