@@ -83,18 +83,6 @@ def row_from(name: str, t: Timing, note: str = "") -> BenchRow:
 
 # ---------------------------------------------------------------------------------------------------- machine
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        from .cli import UserError
-
-        raise UserError("--device cuda: torch sees no CUDA device here (use --device cpu or auto)")
-    return device
-
-
 def machine_info(device: str) -> dict:
     import torch
 
@@ -337,7 +325,9 @@ def run_frontend_bench(args) -> dict:
     from .cli import UserError
     from .frontend import FrontEndConfig
 
-    device = resolve_device(args.device)
+    from .frontend import resolve_device
+
+    device = resolve_device(args.device).type  # FrontEndError for a missing CUDA is a one-line user error
     _set_threads(args.threads)
     frames, name = load_frames(args.source, args.max_frames, args.resize)
     if len(frames) < 2:

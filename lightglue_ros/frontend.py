@@ -295,10 +295,6 @@ class FrontEnd:
 
 
     # ---- reference management -------------------------------------------------------------------------------
-    @property
-    def has_reference(self) -> bool:
-        return self.reference is not None
-
     def reset(self) -> None:
         """Forget the reference; the next frame starts a new track (ids keep counting up: they stay unique)."""
         self.reference = self.last = None
