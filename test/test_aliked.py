@@ -310,6 +310,22 @@ def test_parity_other_variants(name, our_models, ref_models):
 
 
 # ------------------------------------------------------------------------------------------------ bad input
+def test_given_keypoints_reproduce_own_detection(our_models):
+    """extract(image, keypoints=K) describes the image at K: at ALIKED's own keypoints it reproduces its own
+    descriptors; points outside the image are clamped onto its border; no score map, so NaN scores."""
+    image = image_to_tensor(cv2.resize(_tum_frames(1)[0], (320, 240), interpolation=cv2.INTER_AREA))
+    model = our_models()
+    own = model.extract(image)
+    given = model.extract(image, keypoints=own.keypoints)
+    assert torch.equal(given.keypoints, own.keypoints)
+    assert torch.allclose(given.descriptors, own.descriptors, atol=1e-5)
+    assert given.scores.shape == own.scores.shape and torch.isnan(given.scores).all()
+    out = model.extract(image, keypoints=torch.tensor([[-5.0, 10.0], [400.0, 300.0], [100.5, 50.25]]))
+    assert out.keypoints.tolist() == [[0.0, 10.0], [319.0, 239.0], [100.5, 50.25]]
+    assert out.descriptors.shape == (3, model.descriptor_dim) and torch.isfinite(out.descriptors).all()
+    assert model.extract(image, keypoints=torch.zeros(0, 2)).descriptors.shape == (0, model.descriptor_dim)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 40), (4, 4), (8, 8), (31, 33), (5, 300)])
 def test_tiny_images_give_well_typed_results(shape, our_models):
     """Smaller than an NMS window or an SDDH patch: no keypoints; a little larger: some, never a crash."""
