@@ -27,7 +27,8 @@ from . import evaluate
 from .types import FAILED, OUTCOMES, PROCESSED, FrameOutcome
 
 PROG = "lightglue-ros"
-BACKENDS = ("lightglue", "orb", "sift")
+BACKENDS = ("lightglue", "orb", "sift")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
+DETECTORS = ("aliked", "dog")
 
 #: frames.csv columns, in order (documented in the README of the run command's --help).
 FRAME_COLUMNS = ("index", "stamp", "outcome", "reason", "keypoints", "matches", "inliers", "stop_layer", "pruned",
@@ -74,6 +75,9 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
     p.add_argument("--backend", choices=BACKENDS, help="feature backend (default: lightglue = ALIKED + LightGlue)")
     p.add_argument("--max-keypoints", type=_positive_int, default=max_keypoints_default, metavar="N",
                    help="keypoints per frame (default 1024)")
+    p.add_argument("--detector", choices=DETECTORS,
+                   help="lightglue backend's keypoints: aliked (ALIKED's own, default) or dog (OpenCV's DoG: "
+                        "more precise poses on easy pairs, slower)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16"), help="network precision (fp16: CUDA only)")
     p.add_argument("--depth-confidence", type=float, metavar="C",
@@ -84,7 +88,7 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
                    help="torch CPU threads (default: torch's choice; 1 avoids oversubscription on busy machines)")
 
 
-_FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "device": "device",
+_FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "detector": "detector", "device": "device",
                    "precision": "precision", "depth_confidence": "depth_confidence",
                    "width_confidence": "width_confidence", "threads": "num_threads"}
 

@@ -23,10 +23,13 @@ def make(backend, lightglue_frontend, **kw):
         lightglue_frontend.reset()
         lightglue_frontend.config.auto_promote = True
         return lightglue_frontend
+    backend, _, detector = backend.partition(":")  # lightglue:dog = DoG keypoints
+    if detector:
+        kw["detector"] = detector
     return FrontEnd(FrontEndConfig(backend=backend, device="cpu", **SMALL, **kw))
 
 
-@pytest.mark.parametrize("backend", ["lightglue", "orb", "sift"])
+@pytest.mark.parametrize("backend", ["lightglue", "lightglue:dog", "orb", "sift"])
 def test_track_ids_follow_ground_truth(frames, lightglue_frontend, backend):
     """A point matched through consecutive frames keeps its id, and the id follows the true 3D point."""
     fe = make(backend, lightglue_frontend)
@@ -144,9 +147,33 @@ def test_static_mask_file_and_config_errors(tmp_path, frames):
     r = fe.track(frames[1].image)
     assert r.ok and (r.points1[:, 1] < h // 2 + 1).all()
     for bad in (dict(backend="superpoint"), dict(static_mask=str(tmp_path / "missing.png")), dict(device="tpu"),
-                dict(precision="int4"), dict(max_keypoints=0)):
+                dict(precision="int4"), dict(max_keypoints=0), dict(backend="lightglue", detector="harris")):
         with pytest.raises(FrontEndError):
             FrontEnd(FrontEndConfig(**{"backend": "orb", **bad}))
+
+
+def test_dog_keypoints_are_opencv_extrema_once_each_strongest_first(frames):
+    """detector=dog: OpenCV's DoG extrema, each position once (SIFT lists one per orientation), capped at
+    max_keypoints; they are the keypoints the front end reports and matches."""
+    import cv2
+
+    from lightglue_ros.frontend import DOG_CONTRAST_THRESHOLD, to_grey
+
+    fe = FrontEnd(FrontEndConfig(device="cpu", max_keypoints=200, detector="dog"))
+    image = frames[0].image
+    k = fe.backend.dog_keypoints(image)
+    assert len(k) == 200 and len(np.unique(k, axis=0)) == 200
+    found = cv2.SIFT_create(nfeatures=0, contrastThreshold=DOG_CONTRAST_THRESHOLD).detect(to_grey(image), None)
+    strength = {}
+    for kp in found:
+        strength[kp.pt] = max(strength.get(kp.pt, 0.0), kp.response)
+    assert all(tuple(map(float, p)) in strength for p in k)
+    ranked = sorted(strength.values(), reverse=True)
+    assert min(strength[tuple(map(float, p))] for p in k) >= ranked[199] - 1e-9  # the 200 strongest positions
+    r = fe.track(image)
+    assert np.array_equal(fe.last.keypoints, k)
+    r = fe.track(frames[1].image)
+    assert r.ok and r.num_matches > 50
 
 
 def test_telemetry(frames, lightglue_frontend):
@@ -158,3 +185,4 @@ def test_telemetry(frames, lightglue_frontend):
     assert 1 <= t.stop_layer <= 9 and t.keypoints0 > 100 and t.keypoints1 > 100
     assert 0 < t.extract_ms and 0 < t.match_ms and t.total_ms >= t.extract_ms + t.match_ms - 1e-3
     assert 0 <= t.pruned0 <= t.keypoints0 and 0 <= t.pruned1 <= t.keypoints1
+
