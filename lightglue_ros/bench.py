@@ -333,15 +333,18 @@ def run_frontend_bench(args) -> dict:
     if len(frames) < 2:
         raise UserError(f"bench frontend needs at least 2 readable frames, {args.source} gave {len(frames)}")
     h, w = frames[0].shape[:2]
+    # ALIKED's own keypoints: the same work as the reference, so the ratios compare like with like.
     base = FrontEndConfig(max_keypoints=args.max_keypoints, device=device, precision=args.precision,
-                          detection_threshold=0.0)
+                          detection_threshold=0.0, detector="aliked")
     rows: list[BenchRow] = []
     configs = [("ours streaming adaptive", base),
-               ("ours streaming full", dataclasses.replace(base, depth_confidence=-1, width_confidence=-1))]
+               ("ours streaming full", dataclasses.replace(base, depth_confidence=-1, width_confidence=-1)),
+               ("ours dog keypoints", dataclasses.replace(base, detector="dog"))]
     ours = {}
     for label, cfg in configs:
         ours[label] = bench_streaming(frames, cfg, args.runs)
-        rows.append(row_from(label, ours[label], "extract once per frame, match to previous"))
+        rows.append(row_from(label, ours[label], f"{cfg.detector} keypoints, extract once per frame, "
+                                                 "match to previous"))
     ref, note = (None, "reference skipped (--no-reference)") if args.no_reference else \
         load_reference(args.max_keypoints, device, args.precision)
     extraction = {"ours_ms": _median(bench_our_extraction(frames, base, args.runs).extract)}
@@ -481,14 +484,15 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
 def run_accuracy_bench(args) -> dict:
     from .cli import UserError, evaluate_run, run_sequence
     from .datasets import open_sequence
-    from .frontend import FrontEnd, FrontEndConfig
+    from .frontend import DETECTORS, FrontEnd, FrontEndConfig
     from .odometry import OdometryConfig
     from .pipeline import PipelineConfig
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    bad = [b for b in backends if b not in ("lightglue", "orb", "sift")]
+    known = ("lightglue", "orb", "sift") + tuple(f"lightglue:{d}" for d in DETECTORS)
+    bad = [b for b in backends if b not in known]
     if bad or not backends:
-        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue,orb,sift")
+        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from {','.join(known)}")
     _set_threads(args.threads)
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
@@ -497,7 +501,10 @@ def run_accuracy_bench(args) -> dict:
     pair_cfg = two_view_config(od)
     results = []
     for backend in backends:
-        fe_cfg = FrontEndConfig(backend=backend, max_keypoints=args.max_keypoints, device=args.device)
+        name, _, detector = backend.partition(":")  # lightglue:aliked = the lightglue backend, ALIKED's keypoints
+        fe_cfg = FrontEndConfig(backend=name, max_keypoints=args.max_keypoints, device=args.device)
+        if detector:
+            fe_cfg = dataclasses.replace(fe_cfg, detector=detector)
         run = run_sequence(seq, PipelineConfig(frontend=fe_cfg, odometry=od), progress=not args.quiet, desc=backend)
         res, why = evaluate_run(seq, run, out=None)
         errors = _pair_errors(seq, FrontEnd(fe_cfg), pair_cfg, args.pairs_gap)
@@ -515,12 +522,12 @@ def run_accuracy_bench(args) -> dict:
 def format_accuracy(res: dict) -> str:
     lines = [f"{res['sequence']}: {res['frames']} frames, pose AUC on pairs (i, i+{res['pairs_gap']}), "
              f"same PoseLib settings for every backend",
-             f"{'backend':<10}{'proc':>6}{'ATE':>9}{'ATE%':>7}{'RPEt':>9}{'RPEr°':>8}{'AUC@5':>7}{'@10':>7}"
+             f"{'backend':<17}{'proc':>6}{'ATE':>9}{'ATE%':>7}{'RPEt':>9}{'RPEr°':>8}{'AUC@5':>7}{'@10':>7}"
              f"{'@20':>7}{'pairs':>7}{'fail':>6}"]
     for r in res["results"]:
         m = r["metrics"]
         ape = (m.get("ape") or {}).get("rmse")
-        lines.append(f"{r['backend']:<10}{r['processed']:>6}{_fmt(ape, '.4f'):>9}{_fmt(m.get('ate_percent')):>7}"
+        lines.append(f"{r['backend']:<17}{r['processed']:>6}{_fmt(ape, '.4f'):>9}{_fmt(m.get('ate_percent')):>7}"
                      f"{_fmt((m.get('rpe_trans') or {}).get('rmse'), '.4f'):>9}"
                      f"{_fmt((m.get('rpe_rot_deg') or {}).get('rmse'), '.3f'):>8}"
                      f"{_fmt(r['auc']['5'], '.3f'):>7}{_fmt(r['auc']['10'], '.3f'):>7}{_fmt(r['auc']['20'], '.3f'):>7}"
@@ -570,7 +577,8 @@ def add_parser(subparsers) -> None:
                                    "Pairs use the odometry's PoseLib settings without its small-parallax and "
                                    "pure-rotation refusals, scoring what the estimator returns, as in the papers.")
     a.add_argument("source", metavar="SOURCE")
-    a.add_argument("--backends", default="lightglue,sift,orb", help="comma-separated (lightglue,sift,orb)")
+    a.add_argument("--backends", default="lightglue,sift,orb",
+                   help="comma-separated (lightglue,sift,orb; lightglue:aliked or lightglue:dog pick the keypoints)")
     a.add_argument("--max-frames", type=_positive_int, metavar="N")
     a.add_argument("--max-keypoints", type=_positive_int, default=1024, metavar="N")
     a.add_argument("--pairs-gap", type=_positive_int, default=1, metavar="K", help="pair frame i with i+K (1)")
