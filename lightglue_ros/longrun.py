@@ -11,8 +11,9 @@ are read with psutil.
 Pass criteria (printed, and the exit code: 0 pass, 1 fail, 2 could not run):
 - memory: resident memory after the warm-up grows by less than ``--max-growth-mb`` (50 MB);
 - threads: the thread count stays constant after the warm-up;
-- latency: p50 / p95 / p99 of the last block of frames (1000 at the default length) within 25 / 50 / 100 % of the
-  first block's. Other load on the machine widens the tails; compare runs on an idle machine.
+- latency: p50 / p95 / p99 of the last block of frames (1000 at the default length) at most 25 / 50 / 100 % above
+  the first block's (a faster last block, e.g. after a slow warm-up, passes). Other load on the machine widens the
+  tails; compare runs on an idle machine.
 
 DDS stays on this host: the shared-memory-only Fast DDS profile and a ROS_DOMAIN_ID of its own (see `demo`).
 """
@@ -100,10 +101,10 @@ def make_blocks(latency_ms: Dict[int, float], samples: List[Sample], frames: int
 
 def judge(report: Report, max_growth_mb: float) -> Dict[str, bool]:
     first, last = report.blocks[0], report.blocks[-1]
+    # One-sided: degradation is what a long run must not show; getting faster (warm caches) is fine.
     latency_ok = all(
         np.isfinite(getattr(first, f"{k}_ms")) and np.isfinite(getattr(last, f"{k}_ms"))
-        and abs(getattr(last, f"{k}_ms") - getattr(first, f"{k}_ms"))
-        <= tol * max(getattr(first, f"{k}_ms"), getattr(last, f"{k}_ms"))
+        and getattr(last, f"{k}_ms") <= (1.0 + tol) * getattr(first, f"{k}_ms")
         for k, tol in LATENCY_TOLERANCE.items())
     return {"memory": bool(report.rss_max_after_warm_mb - report.rss_warm_mb < max_growth_mb),
             "threads": len(set(report.threads_after_warm)) == 1, "latency": bool(latency_ok)}
