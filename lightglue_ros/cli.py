@@ -78,6 +78,8 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
     p.add_argument("--detector", choices=DETECTORS,
                    help="lightglue backend's keypoints: aliked (ALIKED's own, default) or dog (OpenCV's DoG: "
                         "more precise poses on easy pairs, slower)")
+    p.add_argument("--no-refine", dest="refine_matches", action="store_const", const=False,
+                   help="lightglue backend: keep the matched points where they were detected (no patch alignment)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16"), help="network precision (fp16: CUDA only)")
     p.add_argument("--depth-confidence", type=float, metavar="C",
@@ -88,7 +90,8 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
                    help="torch CPU threads (default: torch's choice; 1 avoids oversubscription on busy machines)")
 
 
-_FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "detector": "detector", "device": "device",
+_FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "detector": "detector",
+                   "refine_matches": "refine_matches", "device": "device",
                    "precision": "precision", "depth_confidence": "depth_confidence",
                    "width_confidence": "width_confidence", "threads": "num_threads"}
 

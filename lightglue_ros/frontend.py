@@ -58,6 +58,9 @@ class FrontEndConfig:
     min_keypoints: int = 8  # fewer than this in a frame: no matching, typed reason
     auto_promote: bool = True  # True: every frame becomes the next reference; False: caller calls promote()
     ratio_test: float = 0.8  # ORB/SIFT: Lowe's ratio test
+    # lightglue backend: move each matched current-frame point to where the reference point's patch fits best
+    # (sub-pixel, translation only; refine.py). ORB and SIFT stay the classic baselines.
+    refine_matches: bool = True
 
 
 class FrontEndError(ValueError):
@@ -75,6 +78,7 @@ class FrameFeatures:
     stamp: Optional[float]
     data: object = None  # backend-specific: descriptors on the device, cached matcher inputs
     ids: Optional[np.ndarray] = None  # (N,) int64 track ids, assigned when the frame becomes the reference
+    grey: Optional[np.ndarray] = None  # the image, grey uint8, kept only for refine_matches
 
 
 @dataclass
@@ -382,7 +386,8 @@ class FrontEnd:
             t1 = time.perf_counter()
             tel.extract_ms = (t1 - t0) * 1e3
             valid = self._valid_keypoints(kpts, ignore)
-            cur = FrameFeatures(kpts, valid, (image.shape[1], image.shape[0]), stamp, data)
+            grey = to_grey(image) if self._refines else None
+            cur = FrameFeatures(kpts, valid, (image.shape[1], image.shape[0]), stamp, data, grey=grey)
             tel.keypoints1 = int(valid.sum())
             result = self._match(cur, stamp, tel, t1)
         except torch.cuda.OutOfMemoryError:
@@ -420,11 +425,29 @@ class FrontEnd:
         tel.stop_layer, tel.pruned0, tel.pruned1 = raw.stop_layer, raw.pruned0, raw.pruned1
         self._last_matches = raw.matches
         ok = len(raw.matches) > 0
+        kpts1 = self._refined(ref, cur, raw.matches) if ok and self._refines else cur.keypoints
+        tel.match_ms = (time.perf_counter() - t1) * 1e3
         return TrackResult(
-            stamp=stamp, ok=ok, reason="" if ok else "no matches", kpts0=ref.keypoints, kpts1=cur.keypoints,
+            stamp=stamp, ok=ok, reason="" if ok else "no matches", kpts0=ref.keypoints, kpts1=kpts1,
             matches=raw.matches, scores=raw.scores, track_ids=ref.ids[raw.matches[:, 0]].astype(np.int64),
             telemetry=tel, ref_stamp=ref.stamp,
         )
+
+    @property
+    def _refines(self) -> bool:
+        return self.config.refine_matches and self.config.backend == "lightglue"
+
+    @staticmethod
+    def _refined(ref: FrameFeatures, cur: FrameFeatures, matches: np.ndarray) -> np.ndarray:
+        """The current keypoints with the matched ones aligned to their reference patches. Only this result sees
+        them: the frame's own keypoints (its descriptors' positions, and its points0 once it is the reference)
+        stay as detected, so every TrackResult pairs a detected reference point with its aligned match."""
+        from .refine import align_points
+
+        kpts1 = cur.keypoints.copy()
+        aligned, _ = align_points(ref.grey, cur.grey, ref.keypoints[matches[:, 0]], cur.keypoints[matches[:, 1]])
+        kpts1[matches[:, 1]] = aligned
+        return kpts1
 
     def _fail(self, stamp, reason: str, tel: Telemetry, t0: float) -> TrackResult:
         tel.total_ms = (time.perf_counter() - t0) * 1e3

@@ -121,6 +121,8 @@ FRONTEND_DOCS: Dict[str, Tuple[str, Optional[float], Optional[float], Tuple[str,
     "specular_threshold": ("Ignore pixels at or above this brightness (0 = off).", 0, 255, ()),
     "min_keypoints": ("Fewer keypoints than this in a frame: no matching (the frame fails with a reason).", 0, 100000, ()),
     "ratio_test": ("ORB/SIFT: Lowe's ratio test threshold.", 0.0, 1.0, ()),
+    "refine_matches": ("lightglue backend: align each matched point to its reference patch (sub-pixel, "
+                       "translation only) before the pose; ~45 ms per 500 matches on a CPU.", None, None, ()),
 }
 
 #: Descriptions and ranges of the odometry core's fields (OdometryConfig).
