@@ -339,6 +339,7 @@ def run_frontend_bench(args) -> dict:
     rows: list[BenchRow] = []
     configs = [("ours streaming adaptive", base),
                ("ours streaming full", dataclasses.replace(base, depth_confidence=-1, width_confidence=-1)),
+               ("ours no match refinement", dataclasses.replace(base, refine_matches=False)),
                ("ours dog keypoints", dataclasses.replace(base, detector="dog"))]
     ours = {}
     for label, cfg in configs:
@@ -489,10 +490,13 @@ def run_accuracy_bench(args) -> dict:
     from .pipeline import PipelineConfig
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    known = ("lightglue", "orb", "sift") + tuple(f"lightglue:{d}" for d in DETECTORS)
-    bad = [b for b in backends if b not in known]
+    # lightglue may carry options: lightglue:dog, lightglue:norefine, lightglue:dog:norefine, ...
+    options = set(DETECTORS) | {"norefine"}
+    bad = [b for b in backends if b.split(":")[0] not in ("lightglue", "orb", "sift")
+           or (b.split(":")[1:] and (b.split(":")[0] != "lightglue" or not set(b.split(":")[1:]) <= options))]
     if bad or not backends:
-        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from {','.join(known)}")
+        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue, orb, "
+                        f"sift; lightglue takes :{' :'.join(sorted(options))}")
     _set_threads(args.threads)
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
@@ -501,10 +505,10 @@ def run_accuracy_bench(args) -> dict:
     pair_cfg = two_view_config(od)
     results = []
     for backend in backends:
-        name, _, detector = backend.partition(":")  # lightglue:aliked = the lightglue backend, ALIKED's keypoints
+        name, *opts = backend.split(":")
         fe_cfg = FrontEndConfig(backend=name, max_keypoints=args.max_keypoints, device=args.device)
-        if detector:
-            fe_cfg = dataclasses.replace(fe_cfg, detector=detector)
+        for opt in opts:
+            fe_cfg = dataclasses.replace(fe_cfg, **({"refine_matches": False} if opt == "norefine" else {"detector": opt}))
         run = run_sequence(seq, PipelineConfig(frontend=fe_cfg, odometry=od), progress=not args.quiet, desc=backend)
         res, why = evaluate_run(seq, run, out=None)
         errors = _pair_errors(seq, FrontEnd(fe_cfg), pair_cfg, args.pairs_gap)
@@ -522,12 +526,12 @@ def run_accuracy_bench(args) -> dict:
 def format_accuracy(res: dict) -> str:
     lines = [f"{res['sequence']}: {res['frames']} frames, pose AUC on pairs (i, i+{res['pairs_gap']}), "
              f"same PoseLib settings for every backend",
-             f"{'backend':<17}{'proc':>6}{'ATE':>9}{'ATE%':>7}{'RPEt':>9}{'RPEr°':>8}{'AUC@5':>7}{'@10':>7}"
+             f"{'backend':<21}{'proc':>6}{'ATE':>9}{'ATE%':>7}{'RPEt':>9}{'RPEr°':>8}{'AUC@5':>7}{'@10':>7}"
              f"{'@20':>7}{'pairs':>7}{'fail':>6}"]
     for r in res["results"]:
         m = r["metrics"]
         ape = (m.get("ape") or {}).get("rmse")
-        lines.append(f"{r['backend']:<17}{r['processed']:>6}{_fmt(ape, '.4f'):>9}{_fmt(m.get('ate_percent')):>7}"
+        lines.append(f"{r['backend']:<21}{r['processed']:>6}{_fmt(ape, '.4f'):>9}{_fmt(m.get('ate_percent')):>7}"
                      f"{_fmt((m.get('rpe_trans') or {}).get('rmse'), '.4f'):>9}"
                      f"{_fmt((m.get('rpe_rot_deg') or {}).get('rmse'), '.3f'):>8}"
                      f"{_fmt(r['auc']['5'], '.3f'):>7}{_fmt(r['auc']['10'], '.3f'):>7}{_fmt(r['auc']['20'], '.3f'):>7}"
@@ -578,7 +582,8 @@ def add_parser(subparsers) -> None:
                                    "pure-rotation refusals, scoring what the estimator returns, as in the papers.")
     a.add_argument("source", metavar="SOURCE")
     a.add_argument("--backends", default="lightglue,sift,orb",
-                   help="comma-separated (lightglue,sift,orb; lightglue:aliked or lightglue:dog pick the keypoints)")
+                   help="comma-separated (lightglue,sift,orb); lightglue:dog picks DoG keypoints, "
+                        "lightglue:norefine skips the patch alignment of matched points")
     a.add_argument("--max-frames", type=_positive_int, metavar="N")
     a.add_argument("--max-keypoints", type=_positive_int, default=1024, metavar="N")
     a.add_argument("--pairs-gap", type=_positive_int, default=1, metavar="K", help="pair frame i with i+K (1)")
