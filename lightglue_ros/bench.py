@@ -482,21 +482,37 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
     return errors
 
 
+def backend_config(spec: str, **fields):
+    """``lightglue[:aliked|:dog][:norefine]``, ``orb`` or ``sift`` -> its FrontEndConfig; None when unknown."""
+    from .frontend import BACKENDS, DETECTORS, FrontEndConfig
+
+    name, *options = spec.split(":")
+    if name not in BACKENDS or (options and name != "lightglue"):
+        return None
+    cfg = FrontEndConfig(backend=name, **fields)
+    for opt in options:
+        if opt == "norefine":
+            cfg = dataclasses.replace(cfg, refine_matches=False)
+        elif opt in DETECTORS:
+            cfg = dataclasses.replace(cfg, detector=opt)
+        else:
+            return None
+    return cfg
+
+
 def run_accuracy_bench(args) -> dict:
     from .cli import UserError, evaluate_run, run_sequence
     from .datasets import open_sequence
-    from .frontend import DETECTORS, FrontEnd, FrontEndConfig
+    from .frontend import DETECTORS, FrontEnd
     from .odometry import OdometryConfig
     from .pipeline import PipelineConfig
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    # lightglue may carry options: lightglue:dog, lightglue:norefine, lightglue:dog:norefine, ...
-    options = set(DETECTORS) | {"norefine"}
-    bad = [b for b in backends if b.split(":")[0] not in ("lightglue", "orb", "sift")
-           or (b.split(":")[1:] and (b.split(":")[0] != "lightglue" or not set(b.split(":")[1:]) <= options))]
+    specs = [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends = [(b, backend_config(b, max_keypoints=args.max_keypoints, device=args.device)) for b in specs]
+    bad = [b for b, cfg in backends if cfg is None]
     if bad or not backends:
         raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue, orb, "
-                        f"sift; lightglue takes :{' :'.join(sorted(options))}")
+                        f"sift; lightglue takes :{' :'.join(sorted(DETECTORS + ('norefine',)))}")
     _set_threads(args.threads)
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
@@ -504,11 +520,7 @@ def run_accuracy_bench(args) -> dict:
     od = OdometryConfig()  # one PoseLib setting for every backend
     pair_cfg = two_view_config(od)
     results = []
-    for backend in backends:
-        name, *opts = backend.split(":")
-        fe_cfg = FrontEndConfig(backend=name, max_keypoints=args.max_keypoints, device=args.device)
-        for opt in opts:
-            fe_cfg = dataclasses.replace(fe_cfg, **({"refine_matches": False} if opt == "norefine" else {"detector": opt}))
+    for backend, fe_cfg in backends:
         run = run_sequence(seq, PipelineConfig(frontend=fe_cfg, odometry=od), progress=not args.quiet, desc=backend)
         res, why = evaluate_run(seq, run, out=None)
         errors = _pair_errors(seq, FrontEnd(fe_cfg), pair_cfg, args.pairs_gap)

@@ -245,3 +245,21 @@ def test_bench_accuracy_tiny(tmp_path, capsys):
         assert "ape" in r["metrics"]
     rc, _, err = _run(capsys, "bench", "accuracy", "synthetic:frames=4", "--backends", "orb,superglue")
     _one_error_line(rc, err)
+
+
+def test_backend_specs_of_bench_accuracy():
+    from lightglue_ros.bench import backend_config
+
+    cfg = backend_config("lightglue:dog:norefine", max_keypoints=256)
+    assert (cfg.backend, cfg.detector, cfg.refine_matches, cfg.max_keypoints) == ("lightglue", "dog", False, 256)
+    assert backend_config("lightglue").detector == "aliked" and backend_config("lightglue").refine_matches
+    assert backend_config("sift").backend == "sift"
+    for bad in ("superglue", "sift:dog", "lightglue:harris", "lightglue:"):
+        assert backend_config(bad) is None, bad
+
+
+def test_cli_choices_match_the_front_end():
+    """cli keeps its own copies (so --help imports no torch); they must not drift from the front end's."""
+    from lightglue_ros import cli, frontend
+
+    assert cli.BACKENDS == frontend.BACKENDS and cli.DETECTORS == frontend.DETECTORS
