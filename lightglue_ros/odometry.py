@@ -416,22 +416,15 @@ class VisualOdometry:
         if est.reason == geo.REASON_NO_PARALLAX:
             return self._static(stamp, est.num_inliers)
         if est.reason == geo.REASON_ROTATION:
-            # Translation is unobservable; the rotation is not. Report it with zero translation, whose variance
-            # is one (unit-baseline units, there is no scale yet), and a small rotation variance.
-            cov = np.diag([1.0, 1.0, 1.0, 1e-6, 1e-6, 1e-6])
-            step = _Step(geo.make_T(est.R, np.zeros(3)), cov, est.num_inliers, est.parallax_px)
-            keyframe = self._wants_keyframe(track, step)
-            result = self._success(stamp, step, keyframe, reason="initialising: pure rotation")
-            if keyframe:
-                self._kf = _Keyframe(self._pose.copy(), self._cov.copy(), stamp)
-            return result
+            return self._rotation_only(track, stamp, est, "initialising: pure rotation", may_promote=True)
         if not est.ok:
             return self._failure(stamp, est.reason)
         if est.trans_parallax_px < cfg.init_min_parallax_px:
-            self._reason = (f"initialising: waiting for parallax ({est.trans_parallax_px:.1f} < "
-                            f"{cfg.init_min_parallax_px:g} px)")
-            self._fails = 0
-            return self._result(stamp, updated=False, keyframe=False, inliers=est.num_inliers)
+            # Too little translation to fix a scale, but the rotation is measured: a camera that turns while
+            # (re)initialising must turn in the odometry too, not jump when parallax finally arrives.
+            return self._rotation_only(track, stamp, est, (
+                f"initialising: waiting for parallax ({est.trans_parallax_px:.1f} < {cfg.init_min_parallax_px:g} px)"),
+                may_promote=False)
         first = self._speed is None and self._last_step is None
         baseline = self._seed_baseline(stamp)
         T_kf_cur = geo.make_T(est.R, est.t * baseline)
@@ -448,6 +441,21 @@ class VisualOdometry:
                            max(sigma, 0.5 * cfg.ransac_threshold_px))
         if len(self._kf.ids) < cfg.min_inliers:
             self._reason = "initialised with few landmarks"
+        return result
+
+    def _rotation_only(self, track: TrackResult, stamp: float, est, reason: str, may_promote: bool) -> OdometryResult:
+        """Report the keyframe-to-frame rotation with zero translation (translation unobservable or too small).
+
+        The translation variance is one (unit-baseline units: there is no scale yet), the rotation's small. With
+        ``may_promote`` (pure rotation) the frame may become a keyframe without landmarks, so a long turn keeps
+        matching; while waiting for parallax it must not, or the parallax would never accumulate.
+        """
+        cov = np.diag([1.0, 1.0, 1.0, 1e-6, 1e-6, 1e-6])
+        step = _Step(geo.make_T(est.R, np.zeros(3)), cov, est.num_inliers, est.parallax_px)
+        keyframe = may_promote and self._wants_keyframe(track, step)
+        result = self._success(stamp, step, keyframe, reason=reason)
+        if keyframe:
+            self._kf = _Keyframe(self._pose.copy(), self._cov.copy(), stamp)
         return result
 
     def _promote_mono(self, camera: Camera, stamp: float, step: _Step, p0, p1, ids, carry: np.ndarray,

@@ -444,7 +444,24 @@ def test_monocular_initialisation_reasons():
     assert reasons[0] == "first frame (reference)"
     first = next(k for k, r in enumerate(results) if r.state == TRACKING)
     assert reasons[first] == "initialised (scale: unit baseline)" and results[first].keyframe
-    assert all(not r.updated or r.reason.startswith("initialising: pure rotation") for r in results[1:first])
+    # Before the scale is fixed a frame reports the rotation only (pure rotation, or too little parallax yet).
+    assert all(r.reason.startswith("initialising") for r in results[1:first])
+    assert all(np.array_equal(r.pose[:3, 3], np.zeros(3)) for r in results[:first])
+
+
+def test_monocular_turn_while_waiting_for_parallax_is_reported():
+    # Turning while driving slowly forward: the translational flow stays below init_min_parallax_px for ~10
+    # frames, the rotation is measured all along and must show in the pose (no frozen heading).
+    poses = [pose_from([0.0, 0.0, 0.1 * i], [0.0, 0.005 * i, 0.0]) for i in range(20)]
+    world = SyntheticWorld(poses, noise_px=0.3, seed=21)
+    _, results = run_odometry(world, OdometryConfig())
+    waiting = [k for k, r in enumerate(results) if r.reason.startswith("initialising: waiting for parallax")]
+    assert len(waiting) >= 3, [r.reason for r in results]
+    for k in waiting:
+        assert results[k].updated
+        err = Rotation.from_matrix(results[k].pose[:3, :3].T @ poses[k][:3, :3]).magnitude()
+        assert np.degrees(err) < 0.2, (k, np.degrees(err))
+    assert not any(results[k].keyframe for k in waiting)  # the parallax keeps accumulating against one keyframe
 
 
 def test_monocular_pure_rotation_rotates_without_translating():
