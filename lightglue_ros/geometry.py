@@ -26,6 +26,10 @@ import poselib
 
 from .types import Camera
 
+# A "pure rotation" frame reports the essential matrix's rotation instead of the rotation-only fit when the median
+# rotation-compensated flow exceeds this many times E's median Sampson error (~2.5 under pure rotation + noise).
+ROTATION_FLOW_NOISE_RATIO = 5.0
+
 # Short, stable failure reasons (tests and diagnostics compare against these).
 REASON_NAN = "non-finite input"
 REASON_FEW_MATCHES = "too few matches"
@@ -244,6 +248,39 @@ def rotation_compensated_flow(K0: np.ndarray, K1: np.ndarray, R_1_0: np.ndarray,
     return np.linalg.norm(project(K1, bearings(K0, p0) @ R_1_0.T) - p1, axis=1)
 
 
+def sampson_px(K0: np.ndarray, K1: np.ndarray, R_1_0: np.ndarray, t_1_0: np.ndarray, p0: np.ndarray,
+               p1: np.ndarray) -> np.ndarray:
+    """|Sampson error| per match of the essential matrix [t]x R, in pixels of camera 0's focal length."""
+    b0, b1 = bearings(K0, p0), bearings(K1, p1)
+    t = np.asarray(t_1_0, np.float64) / max(np.linalg.norm(t_1_0), 1e-12)
+    E = np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]]) @ R_1_0
+    Eb0, Etb1 = b0 @ E.T, b1 @ E
+    den = np.sqrt(Eb0[:, 0] ** 2 + Eb0[:, 1] ** 2 + Etb1[:, 0] ** 2 + Etb1[:, 1] ** 2)
+    return np.abs(np.einsum("ij,ij->i", b1, Eb0)) / np.maximum(den, 1e-12) * K0[0, 0]
+
+
+def rotation_estimate(K0: np.ndarray, K1: np.ndarray, R_rot: np.ndarray, R_1_0: np.ndarray, t_1_0: np.ndarray,
+                      p0: np.ndarray, p1: np.ndarray, rot_flow: float) -> np.ndarray:
+    """R_1_0 to report for a frame judged a pure rotation: the rotation-only fit, unless the data show translation.
+
+    The rotation-only fit absorbs a small translation into the rotation (1-1.5 deg on a 256x192 frame moving 5 cm),
+    while the essential matrix's rotation models it. Under a true pure rotation with keypoint noise sigma, the
+    median rotation-compensated flow is ~1.67 sigma (2-D, both points) and the median Sampson error of the
+    essential matrix ~0.67 sigma: a ratio ~2.5 (2.4-2.7 measured). Far above that the flow is translation, not
+    noise, and E's rotation is the better one; at or near it, E's rotation is the noisier (its free translation
+    fits noise: 0.2-0.4 deg against 0.03-0.07 for the rotation-only fit at 0.5 px noise).
+    """
+    if not len(p0):
+        return R_rot
+    noise = float(np.median(sampson_px(K0, K1, R_1_0, t_1_0, p0, p1)))
+    dR = R_rot @ R_1_0.T
+    angle = np.degrees(np.arccos(np.clip((np.trace(dR) - 1.0) / 2.0, -1.0, 1.0)))
+    # The angle gate keeps E's twisted-pair solution (180 deg about the baseline) out.
+    if rot_flow > ROTATION_FLOW_NOISE_RATIO * noise and angle < 10.0:
+        return R_1_0
+    return R_rot
+
+
 def fit_rotation(K0: np.ndarray, K1: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     """Least-squares rotation R_1_0 with b1 ~ R b0 over unit bearings (Kabsch): the rotation-only model."""
     b0 = bearings(K0, p0)
@@ -326,7 +363,7 @@ def relative_pose(pts0, pts1, cam0: Camera, cam1: Camera, cfg=None) -> RelativeP
     res.trans_parallax_px = float(np.median(rotation_compensated_flow(K0, K1, R_1_0, p0[inl], p1[inl])))
     if rot_flow < cfg.rotation_px:
         res.reason = REASON_ROTATION
-        res.R, res.t = R_rot.T, np.zeros(3)
+        res.R, res.t = rotation_estimate(K0, K1, R_rot, R_1_0, t_1_0, p0[inl], p1[inl], rot_flow).T, np.zeros(3)
         res.trans_parallax_px = rot_flow
         return res
     X0, d0, d1 = triangulate(K0, K1, T_1_0, p0[inl], p1[inl])

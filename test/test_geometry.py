@@ -160,6 +160,17 @@ def test_pure_rotation_is_reported_with_its_rotation():
     assert np.all(rp.t == 0)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rotation_with_a_little_translation_reports_the_essential_rotation(seed):
+    # 3 cm sideways: too little flow to call it translation (< rotation_px), but far above the 0.1 px noise. The
+    # rotation-only fit turns that sideways flow into ~0.2 deg of extra rotation; E's rotation models it.
+    _, p0, p1, T_1_0, _ = scene(t_1_0=(0.03, 0, 0), rotvec=(0.01, 0.08, -0.02), seed=seed, noise=0.1)
+    rp = geo.relative_pose(p0, p1, CAM, CAM)
+    assert rp.reason == geo.REASON_ROTATION and np.all(rp.t == 0)
+    assert rot_err_deg(geo.fit_rotation(CAM.K, CAM.K, p0, p1).T, T_1_0[:3, :3].T) > 0.15
+    assert rot_err_deg(rp.R, T_1_0[:3, :3].T) < 0.05
+
+
 def test_no_motion_is_no_parallax():
     _, p0, p1, _, _ = scene(t_1_0=(0, 0, 0), rotvec=(0, 0, 0), seed=5, noise=0.3)
     rp = geo.relative_pose(p0, p1, CAM, CAM)
