@@ -23,6 +23,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from .geometry import skew
 from .types import DISTORTION_MODELS, Camera
 
 try:  # ROS 2 cv_bridge: only on a real ROS install
@@ -321,10 +322,6 @@ def transform_from_xyzq(values: Sequence[float]) -> np.ndarray:
 
 #: Base (x forward, y left, z up) <- camera optical (z forward, x right, y down), REP-103; zero translation.
 OPTICAL_TO_BODY_XYZQ = (0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5)
-
-
-def skew(v: np.ndarray) -> np.ndarray:
-    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], np.float64)
 
 
 # --------------------------------------------------------------------------------------------------- odometry frames

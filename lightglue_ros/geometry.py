@@ -248,12 +248,17 @@ def rotation_compensated_flow(K0: np.ndarray, K1: np.ndarray, R_1_0: np.ndarray,
     return np.linalg.norm(project(K1, bearings(K0, p0) @ R_1_0.T) - p1, axis=1)
 
 
+def skew(v: np.ndarray) -> np.ndarray:
+    """[v]x: the cross-product matrix, skew(a) @ b == np.cross(a, b)."""
+    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], np.float64)
+
+
 def sampson_px(K0: np.ndarray, K1: np.ndarray, R_1_0: np.ndarray, t_1_0: np.ndarray, p0: np.ndarray,
                p1: np.ndarray) -> np.ndarray:
     """|Sampson error| per match of the essential matrix [t]x R, in pixels of camera 0's focal length."""
     b0, b1 = bearings(K0, p0), bearings(K1, p1)
     t = np.asarray(t_1_0, np.float64) / max(np.linalg.norm(t_1_0), 1e-12)
-    E = np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]]) @ R_1_0
+    E = skew(t) @ R_1_0
     Eb0, Etb1 = b0 @ E.T, b1 @ E
     den = np.sqrt(Eb0[:, 0] ** 2 + Eb0[:, 1] ** 2 + Etb1[:, 0] ** 2 + Etb1[:, 1] ** 2)
     return np.abs(np.einsum("ij,ij->i", b1, Eb0)) / np.maximum(den, 1e-12) * K0[0, 0]

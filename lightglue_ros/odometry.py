@@ -110,10 +110,6 @@ class _Step:
     trans_parallax_px: float = float("inf")  # rotation-compensated median flow (what a new keyframe triangulates)
 
 
-def _skew(v: np.ndarray) -> np.ndarray:
-    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-
-
 def compose_covariance(T_w_kf: np.ndarray, cov_kf: np.ndarray, T_kf_cur: np.ndarray, cov_rel: np.ndarray) -> np.ndarray:
     """First-order covariance of ``T_w_kf @ T_kf_cur`` (x y z roll pitch yaw, world frame).
 
@@ -123,7 +119,7 @@ def compose_covariance(T_w_kf: np.ndarray, cov_kf: np.ndarray, T_kf_cur: np.ndar
     R = T_w_kf[:3, :3]
     lever = R @ T_kf_cur[:3, 3]
     A = np.eye(6)
-    A[:3, 3:] = -_skew(lever)
+    A[:3, 3:] = -geo.skew(lever)
     G = np.zeros((6, 6))
     G[:3, :3] = R
     G[3:, 3:] = R
