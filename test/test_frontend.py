@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from lightglue_ros.bench import backend_config
 from lightglue_ros.datasets import SyntheticConfig, project_correspondences, synthetic_sequence
 from lightglue_ros.frontend import FrontEnd, FrontEndConfig, FrontEndError
 
@@ -23,10 +24,7 @@ def make(backend, lightglue_frontend, **kw):
         lightglue_frontend.reset()
         lightglue_frontend.config.auto_promote = True
         return lightglue_frontend
-    backend, _, detector = backend.partition(":")  # lightglue:dog = DoG keypoints
-    if detector:
-        kw["detector"] = detector
-    return FrontEnd(FrontEndConfig(backend=backend, device="cpu", **SMALL, **kw))
+    return FrontEnd(backend_config(backend, device="cpu", **SMALL, **kw))  # lightglue:dog = DoG keypoints
 
 
 @pytest.mark.parametrize("backend", ["lightglue", "lightglue:dog", "orb", "sift"])
