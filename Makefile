@@ -31,7 +31,7 @@ $(STAMP): requirements/base.txt requirements/ros-wheels.txt requirements/test.tx
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m lightglue_ros.demo --out $(OUT)
+	$(PY) -m lightglue_ros.tools.demo --out $(OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q test

@@ -26,8 +26,8 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            "matcher_node = lightglue_ros.node:main",
-            "lightglue-ros = lightglue_ros.cli:main",
+            "matcher_node = lightglue_ros.ros.node:main",
+            "lightglue-ros = lightglue_ros.tools.cli:main",
         ],
     },
 )

@@ -1,6 +1,6 @@
 """`python -m lightglue_ros ...` is the same as the `lightglue-ros` console script."""
 import sys
 
-from .cli import main
+from lightglue_ros.tools.cli import main
 
 sys.exit(main())

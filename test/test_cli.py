@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, data_dir
 
-from lightglue_ros.cli import FRAME_COLUMNS, main
+from lightglue_ros.tools.cli import FRAME_COLUMNS, main
 
 SYN = "synthetic:frames=15,width=320,height=240"
 DOCUMENTED = ("stamp", "outcome", "reason", "keypoints", "matches", "inliers", "stop_layer", "pruned",
@@ -156,7 +156,7 @@ def test_gt_without_ground_truth_is_a_clean_error(tmp_path, capsys):
 
 def _image_folder(tmp_path: Path, n: int, corrupt: int = -1) -> Path:
     """PNG frames of the synthetic scene; frame ``corrupt`` is garbage bytes with a .png name."""
-    from lightglue_ros.datasets import open_sequence
+    from lightglue_ros.io.datasets import open_sequence
 
     src = tmp_path / "images"
     src.mkdir()
@@ -248,7 +248,7 @@ def test_bench_accuracy_tiny(tmp_path, capsys):
 
 
 def test_backend_specs_of_bench_accuracy():
-    from lightglue_ros.bench import backend_config
+    from lightglue_ros.tools.bench import backend_config
 
     cfg = backend_config("lightglue:dog:norefine", max_keypoints=256)
     assert (cfg.backend, cfg.detector, cfg.refine_matches, cfg.max_keypoints) == ("lightglue", "dog", False, 256)
@@ -260,6 +260,7 @@ def test_backend_specs_of_bench_accuracy():
 
 def test_cli_choices_match_the_front_end():
     """cli keeps its own copies (so --help imports no torch); they must not drift from the front end's."""
-    from lightglue_ros import cli, frontend
+    from lightglue_ros.tools import cli
+    from lightglue_ros.matching import frontend
 
     assert cli.BACKENDS == frontend.BACKENDS and cli.DETECTORS == frontend.DETECTORS

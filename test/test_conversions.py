@@ -10,8 +10,8 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from lightglue_ros import conversions as cv  # noqa: E402
-from lightglue_ros.types import Camera  # noqa: E402
+from lightglue_ros.ros import msgs as cv  # noqa: E402
+from lightglue_ros.core.types import Camera  # noqa: E402
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (7, 5, 3), dtype=np.uint8)

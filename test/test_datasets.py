@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from lightglue_ros.datasets import (DatasetError, Sequence, image_from_msg, open_sequence, parse_intrinsics,
+from lightglue_ros.io.datasets import (DatasetError, Sequence, image_from_msg, open_sequence, parse_intrinsics,
                                     parse_synthetic, poses_at, read_intrinsics, synthetic_sequence)
-from lightglue_ros.synthetic import SyntheticConfig
-from lightglue_ros.types import DISTORTION_MODELS, Frame
+from lightglue_ros.io.synthetic import SyntheticConfig
+from lightglue_ros.core.types import DISTORTION_MODELS, Frame
 
 W, H = 160, 120
 
@@ -422,7 +422,7 @@ def test_image_msg_decoding_honours_step_and_endianness():
 
 
 def test_depth_msg_decoding():
-    from lightglue_ros.datasets import depth_from_msg
+    from lightglue_ros.io.datasets import depth_from_msg
 
     mm = (np.arange(W * H, dtype=np.uint16).reshape(H, W) % 5000) + 1
     png = cv2.imencode(".png", mm)[1].tobytes()

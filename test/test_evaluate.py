@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from lightglue_ros import evaluate as ev
+from lightglue_ros.eval import metrics as ev
 
 
 def _gt_poses(n=60, seed=0):
@@ -142,7 +142,7 @@ def test_angular_pose_error():
 
 
 def test_eval_subcommand(tmp_path, capsys):
-    from lightglue_ros.cli import main
+    from lightglue_ros.tools.cli import main
 
     stamps, gt = _gt_poses(30)
     ev.write_tum(tmp_path / "gt.tum", stamps, gt)

@@ -32,11 +32,11 @@ import nodetools as nt  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
-from lightglue_ros import conversions as conv  # noqa: E402
-from lightglue_ros.synthetic import SHAKE_YAW_DEG, SyntheticConfig, look_at, make_scene, render_frame  # noqa: E402
-from lightglue_ros.types import Camera, Frame  # noqa: E402
-from lightglue_ros.node import reason_key  # noqa: E402
-from lightglue_ros.odometry import REASON_SEED_DEPTH  # noqa: E402
+from lightglue_ros.ros import msgs as conv  # noqa: E402
+from lightglue_ros.io.synthetic import SHAKE_YAW_DEG, SyntheticConfig, look_at, make_scene, render_frame  # noqa: E402
+from lightglue_ros.core.types import Camera, Frame  # noqa: E402
+from lightglue_ros.ros.node import reason_key  # noqa: E402
+from lightglue_ros.odometry.odometry import REASON_SEED_DEPTH  # noqa: E402
 
 W, H = 320, 240  # monocular initialisation needs some parallax in pixels: at 160x120 it takes too many frames
 DT = 0.1  # seconds between frames
@@ -312,7 +312,7 @@ def test_cause_log_mixes_severities_and_throttles():
     """rclpy refuses one call site with changing severities; a log line must never become an exception."""
     from rclpy.logging import get_logger
 
-    from lightglue_ros.node import CauseLog
+    from lightglue_ros.ros.node import CauseLog
 
     log = CauseLog(get_logger("test_cause_log"), period=60.0)
     for level in ("info", "warning", "error", "info", "warning"):
@@ -321,7 +321,7 @@ def test_cause_log_mixes_severities_and_throttles():
 
 
 def test_stamp_watch_reports_backwards_duplicates_and_gaps():
-    from lightglue_ros.node import StampWatch
+    from lightglue_ros.ros.node import StampWatch
 
     watch = StampWatch()
     seen = [watch.check(100.0 + 0.1 * k)[0] for k in range(10)]
@@ -336,7 +336,7 @@ def test_stamp_watch_reports_backwards_duplicates_and_gaps():
 
 
 def test_stamp_pairer_gives_an_image_its_outcome_once_no_depth_can_pair_it():
-    from lightglue_ros.node import StampPairer
+    from lightglue_ros.ros.node import StampPairer
 
     p = StampPairer(slop=0.02)
     assert p.add_depth(9.9, "stale") == ([], [])

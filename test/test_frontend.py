@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from lightglue_ros.bench import backend_config
-from lightglue_ros.datasets import SyntheticConfig, project_correspondences, synthetic_sequence
-from lightglue_ros.frontend import FrontEnd, FrontEndConfig, FrontEndError
+from lightglue_ros.tools.bench import backend_config
+from lightglue_ros.io.datasets import SyntheticConfig, project_correspondences, synthetic_sequence
+from lightglue_ros.matching.frontend import FrontEnd, FrontEndConfig, FrontEndError
 
 SMALL = dict(max_keypoints=512)
 
@@ -155,7 +155,7 @@ def test_dog_keypoints_are_opencv_extrema_once_each_strongest_first(frames):
     max_keypoints; they are the keypoints the front end reports and matches."""
     import cv2
 
-    from lightglue_ros.frontend import DOG_CONTRAST_THRESHOLD, to_grey
+    from lightglue_ros.matching.frontend import DOG_CONTRAST_THRESHOLD, to_grey
 
     fe = FrontEnd(FrontEndConfig(device="cpu", max_keypoints=200, detector="dog"))
     image = frames[0].image

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from lightglue_ros import geometry as geo
-from lightglue_ros.types import Camera
+from lightglue_ros.geometry import two_view as geo
+from lightglue_ros.core.types import Camera
 
 CAM = Camera.pinhole(640, 480, 500.0, 500.0, 320.0, 240.0)
 PROPS = settings(max_examples=25, deadline=None, derandomize=True,

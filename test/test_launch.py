@@ -71,7 +71,7 @@ def test_node_executable_is_a_console_script_of_setup_py(tree, setup_kwargs):
     nodes = {ast.literal_eval(_kwarg(c, "executable")): c for c in _calls(tree, "Node")}
     assert set(nodes) == {"matcher_node", "rviz2"}
     scripts = dict(s.replace(" ", "").split("=") for s in setup_kwargs["entry_points"]["console_scripts"])
-    assert scripts["matcher_node"] == "lightglue_ros.node:main"
+    assert scripts["matcher_node"] == "lightglue_ros.ros.node:main"
     matcher = nodes["matcher_node"]
     assert ast.literal_eval(_kwarg(matcher, "name")) == "lightglue_matcher"
     remapped = {ast.literal_eval(t.elts[0]) for t in _kwarg(matcher, "remappings").elts}

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import data_dir
-from lightglue_ros.models.lightglue import LightGlue, LightGlueConfig, rename_legacy
-from lightglue_ros.models.weights import find_weights
+from lightglue_ros.matching.lightglue import LightGlue, LightGlueConfig, rename_legacy
+from lightglue_ros.features.weights import find_weights
 
 ADAPTIVITY = {"adaptive": (0.95, 0.99), "full": (-1, -1), "depth-only": (0.95, -1), "width-only": (-1, 0.99)}
 
@@ -26,7 +26,7 @@ def read_rgb(path, long_side=1024):
 @pytest.fixture(scope="module")
 def reference():
     try:
-        from lightglue_ros.bench_reference import load_reference
+        from lightglue_ros.tools.bench_reference import load_reference
         return load_reference()
     except ImportError as exc:
         pytest.skip(f"reference LightGlue not importable: {exc}")
@@ -35,7 +35,7 @@ def reference():
 @pytest.fixture(scope="module")
 def real_pairs(reference):
     """(name, feats0, feats1) extracted by the reference ALIKED (1024 top-k) on real pairs."""
-    from lightglue_ros.bench_reference import reference_extract
+    from lightglue_ros.tools.bench_reference import reference_extract
 
     torch.manual_seed(0)
     pairs_dir, tum = data_dir("lightglue_pairs"), data_dir("tum_fr3_office")
@@ -60,7 +60,7 @@ def ours_match(matcher, f0, f1, **kw):
 
 @pytest.mark.parametrize("mode", list(ADAPTIVITY))
 def test_parity_with_reference(reference, real_pairs, mode):
-    from lightglue_ros.bench_reference import reference_match
+    from lightglue_ros.tools.bench_reference import reference_match
 
     dc, wc = ADAPTIVITY[mode]
     ref = reference.LightGlue("aliked", depth_confidence=dc, width_confidence=wc).eval()

@@ -1,7 +1,7 @@
 """longrun.judge: the pass/fail rules of the long-run benchmark (the run itself is a benchmark, not a test)."""
 import math
 
-from lightglue_ros.longrun import Block, Report, judge
+from lightglue_ros.tools.longrun import Block, Report, judge
 
 
 def report(first_ms, last_ms, rss=(600.0, 610.0), threads=(19, 19, 19)):

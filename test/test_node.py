@@ -21,8 +21,8 @@ import nodetools as nt  # noqa: E402
 import yaml  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from lightglue_ros import conversions as conv  # noqa: E402
-from lightglue_ros import node as node_mod  # noqa: E402
+from lightglue_ros.ros import msgs as conv  # noqa: E402
+from lightglue_ros.ros import node as node_mod  # noqa: E402
 
 DOMAIN = nt.domain_id_for(__name__)
 YAML_PATH = nt.REPO / "config" / "matcher.yaml"
@@ -160,8 +160,8 @@ def test_reason_keys_are_bounded():
 
 
 def test_parameter_table_covers_every_core_field_with_documentation():
-    from lightglue_ros.frontend import FrontEndConfig
-    from lightglue_ros.odometry import OdometryConfig
+    from lightglue_ros.matching.frontend import FrontEndConfig
+    from lightglue_ros.odometry.odometry import OdometryConfig
     import dataclasses
 
     table = node_mod.parameter_table()

@@ -14,9 +14,9 @@ import pytest
 from evo.core.geometry import umeyama_alignment
 from scipy.spatial.transform import Rotation
 
-from lightglue_ros import geometry as geo
-from lightglue_ros.odometry import OdometryConfig, VisualOdometry, compose_covariance
-from lightglue_ros.types import INITIALIZING, LOST, TRACKING, Camera, Telemetry, TrackResult
+from lightglue_ros.geometry import two_view as geo
+from lightglue_ros.odometry.odometry import OdometryConfig, VisualOdometry, compose_covariance
+from lightglue_ros.core.types import INITIALIZING, LOST, TRACKING, Camera, Telemetry, TrackResult
 
 CAM = Camera.pinhole(640, 480, 500.0, 500.0, 320.0, 240.0)
 

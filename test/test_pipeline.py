@@ -6,11 +6,11 @@ import pytest
 from conftest import data_dir
 from test_odometry import FakeFrontEnd, SyntheticWorld, path_length, sideways_trajectory
 
-from lightglue_ros import geometry as geo
-from lightglue_ros.frontend import FrontEndConfig
-from lightglue_ros.odometry import OdometryConfig
-from lightglue_ros.pipeline import Pipeline, PipelineConfig
-from lightglue_ros.types import FAILED, INITIALIZING, LOST, OUTCOMES, PROCESSED, SKIPPED, TRACKING, Camera
+from lightglue_ros.geometry import two_view as geo
+from lightglue_ros.matching.frontend import FrontEndConfig
+from lightglue_ros.odometry.odometry import OdometryConfig
+from lightglue_ros.odometry.pipeline import Pipeline, PipelineConfig
+from lightglue_ros.core.types import FAILED, INITIALIZING, LOST, OUTCOMES, PROCESSED, SKIPPED, TRACKING, Camera
 
 IMAGE = np.zeros((480, 640), np.uint8)  # the fake front end ignores pixels; the pipeline still checks them
 
@@ -160,7 +160,7 @@ def test_reset_keeps_pose():
 
 
 def test_euroc_static_camera_barely_moves_orb():
-    from lightglue_ros.datasets import open_sequence
+    from lightglue_ros.io.datasets import open_sequence
 
     seq = open_sequence(str(data_dir("euroc_v101_static")))
     p = Pipeline(PipelineConfig(frontend=FrontEndConfig(backend="orb")))
@@ -179,7 +179,7 @@ def test_euroc_static_camera_barely_moves_orb():
 
 
 def test_slambook_rgbd_metric_translations_sift():
-    from lightglue_ros.datasets import open_sequence
+    from lightglue_ros.io.datasets import open_sequence
 
     seq = open_sequence(str(data_dir("slambook_rgbd")), use_depth=True)
     p = Pipeline(PipelineConfig(frontend=FrontEndConfig(backend="sift"), odometry=OdometryConfig(use_depth=True)))
@@ -211,7 +211,7 @@ def test_slambook_rgbd_metric_translations_sift():
 
 @pytest.mark.parametrize("motion,use_depth,frames", [("forward", False, 80), ("orbit", True, 50)])
 def test_orb_on_rendered_sequence(motion, use_depth, frames):
-    from lightglue_ros.datasets import open_sequence
+    from lightglue_ros.io.datasets import open_sequence
     from test_odometry import ate
 
     seq = open_sequence(f"synthetic:frames={frames},motion={motion},depth={int(use_depth)}", use_depth=use_depth)
@@ -242,7 +242,7 @@ def test_whip_never_reports_a_wrong_pose_and_recovers():
     a reason or with a correct pose, never with a wrong one, and the track goes on against the old keyframe."""
     from scipy.spatial.transform import Rotation
 
-    from lightglue_ros.datasets import open_sequence
+    from lightglue_ros.io.datasets import open_sequence
 
     seq = open_sequence("synthetic:frames=18,motion=shake,shake_at=10,width=256,height=192")
     p = Pipeline()

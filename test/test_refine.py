@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from lightglue_ros.datasets import SyntheticConfig, project_correspondences, synthetic_sequence
-from lightglue_ros.frontend import FrontEnd, FrontEndConfig, to_grey
-from lightglue_ros.refine import AlignConfig, align_points
+from lightglue_ros.io.datasets import SyntheticConfig, project_correspondences, synthetic_sequence
+from lightglue_ros.matching.frontend import FrontEnd, FrontEndConfig, to_grey
+from lightglue_ros.matching.refine import AlignConfig, align_points
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lightglue_ros.synthetic import (SHAKE_YAW_DEG, SyntheticConfig, make_scene, project_correspondences,
+from lightglue_ros.io.synthetic import (SHAKE_YAW_DEG, SyntheticConfig, make_scene, project_correspondences,
                                      render, render_frame, synthetic_camera, trajectory)
 
 

@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from lightglue_ros.models import weights
-from lightglue_ros.models.weights import ENV_VAR, FIX, WeightsError, find_weights
+from lightglue_ros.features.weights import ENV_VAR, FIX, WeightsError, find_weights
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +47,7 @@ def test_corrupt_file_is_rejected(tmp_path):
 
 
 def test_models_report_missing_weights_clearly(tmp_path):
-    from lightglue_ros.models.lightglue import LightGlue, LightGlueConfig
+    from lightglue_ros.matching.lightglue import LightGlue, LightGlueConfig
 
     with pytest.raises(WeightsError, match="aliked_lightglue.pth"):
         LightGlue(LightGlueConfig(weights=str(tmp_path / "missing.pth")))

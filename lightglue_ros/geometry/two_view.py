@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import poselib
 
-from .types import Camera
+from lightglue_ros.core.types import Camera
 
 # A "pure rotation" frame reports the essential matrix's rotation instead of the rotation-only fit when the median
 # rotation-compensated flow exceeds this many times E's median Sampson error (~2.5 under pure rotation + noise).

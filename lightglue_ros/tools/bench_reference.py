@@ -15,7 +15,7 @@ would compute with torchvision.
 
 Speed of our ALIKED against the reference (same process, same image, runs interleaved, median)::
 
-    python -m lightglue_ros.bench_reference --threads 2 --runs 7 [--clock cpu]
+    python -m lightglue_ros.tools.bench_reference --threads 2 --runs 7 [--clock cpu]
 
 On a shared machine prefer ``--threads 1 --clock cpu``: with every core busy, each parallel region of a
 2-thread run can wait for a time slice and wall times mostly measure the scheduler.
@@ -312,7 +312,7 @@ def benchmark_aliked(sizes=((1226, 370), (640, 480)), runs: int = 5, threads: in
 
     import cv2
 
-    from .models.aliked import ALIKED, AlikedConfig, deform_conv2d, image_to_tensor
+    from lightglue_ros.features.aliked import ALIKED, AlikedConfig, deform_conv2d, image_to_tensor
 
     torch.set_num_threads(threads)
     now = time.perf_counter if clock == "wall" else time.process_time

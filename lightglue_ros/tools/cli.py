@@ -23,8 +23,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import evaluate
-from .types import FAILED, OUTCOMES, PROCESSED, FrameOutcome
+from lightglue_ros.eval import metrics as evaluate
+from lightglue_ros.core.types import FAILED, OUTCOMES, PROCESSED, FrameOutcome
 
 PROG = "lightglue-ros"
 BACKENDS = ("lightglue", "orb", "sift")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
@@ -49,8 +49,8 @@ class _Parser(argparse.ArgumentParser):
 def _user_error_types() -> tuple:
     """Exception types that mean 'the user gave us something wrong', collected from the modules that raise them."""
     types: list = [UserError, evaluate.EvaluationError]
-    for mod, name in (("lightglue_ros.datasets", "DatasetError"), ("lightglue_ros.models.weights", "WeightsError"),
-                      ("lightglue_ros.frontend", "FrontEndError")):
+    for mod, name in (("lightglue_ros.io.datasets", "DatasetError"), ("lightglue_ros.features.weights", "WeightsError"),
+                      ("lightglue_ros.matching.frontend", "FrontEndError")):
         try:
             module = __import__(mod, fromlist=[name])
             types.append(getattr(module, name))
@@ -97,7 +97,7 @@ _FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "dete
 
 
 def frontend_config_from_args(args, base=None):
-    from .frontend import FrontEndConfig
+    from lightglue_ros.matching.frontend import FrontEndConfig
 
     cfg = base if base is not None else FrontEndConfig()
     changes = {f: getattr(args, a) for a, f in _FRONTEND_FLAGS.items() if getattr(args, a, None) is not None}
@@ -172,9 +172,9 @@ def load_config_file(path: str, frontend, odometry):
 
 def pipeline_config_from_args(args):
     """Defaults <- YAML file (--config) <- command-line flags, in that order of precedence (flags win)."""
-    from .frontend import FrontEndConfig
-    from .odometry import OdometryConfig
-    from .pipeline import PipelineConfig
+    from lightglue_ros.matching.frontend import FrontEndConfig
+    from lightglue_ros.odometry.odometry import OdometryConfig
+    from lightglue_ros.odometry.pipeline import PipelineConfig
 
     fe, od = FrontEndConfig(), OdometryConfig()
     if getattr(args, "config", None):
@@ -243,7 +243,7 @@ def process_frame(pipeline, frame) -> FrameOutcome:
 def run_sequence(seq, pipeline_cfg, progress: bool = True, desc: str = "") -> RunResult:
     from tqdm import tqdm
 
-    from .pipeline import Pipeline
+    from lightglue_ros.odometry.pipeline import Pipeline
 
     pipeline = Pipeline(pipeline_cfg)
     rows, stamps, poses, metric, interrupted = [], [], [], False, False
@@ -309,7 +309,7 @@ def summarize(run: RunResult) -> dict:
 
 
 def open_source(args):
-    from .datasets import open_sequence
+    from lightglue_ros.io.datasets import open_sequence
 
     kwargs = dict(use_depth=bool(getattr(args, "depth", False)), stride=getattr(args, "stride", 1) or 1,
                   max_frames=getattr(args, "max_frames", None))
@@ -432,7 +432,7 @@ def read_image_rgb(path: str) -> np.ndarray:
 
 
 def _camera(intr: Sequence[float], image: np.ndarray):
-    from .types import Camera
+    from lightglue_ros.core.types import Camera
 
     fx, fy, cx, cy = (float(v) for v in intr)
     if fx <= 0 or fy <= 0:
@@ -443,9 +443,9 @@ def _camera(intr: Sequence[float], image: np.ndarray):
 
 def match_pair(img0, img1, cam0, cam1, fe_cfg, od_cfg=None):
     """Front end on two images + PoseLib relative pose. Returns (TrackResult, RelativePose)."""
-    from . import geometry
-    from .frontend import FrontEnd
-    from .odometry import OdometryConfig
+    from lightglue_ros.geometry import two_view as geometry
+    from lightglue_ros.matching.frontend import FrontEnd
+    from lightglue_ros.odometry.odometry import OdometryConfig
 
     fe = FrontEnd(dataclasses.replace(fe_cfg, auto_promote=True))
     fe.track(img0, stamp=0.0)
@@ -546,14 +546,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(sub)
     evaluate.add_parser(sub)
     add_pair_parser(sub)
-    from . import bench
+    from lightglue_ros.tools import bench
 
     bench.add_parser(sub)
     return parser
 
 
 def _version() -> str:
-    from . import __version__
+    from lightglue_ros import __version__
 
     return __version__
 

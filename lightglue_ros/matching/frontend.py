@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from .types import Telemetry, TrackResult
+from lightglue_ros.core.types import Telemetry, TrackResult
 
 BACKENDS = ("lightglue", "orb", "sift")
 DETECTORS = ("aliked", "dog")  # where the LightGlue backend puts its keypoints (ALIKED describes both)
@@ -169,8 +169,8 @@ class LightGlueBackend:
     name = "lightglue"
 
     def __init__(self, config: FrontEndConfig, device: torch.device, dtype: torch.dtype):
-        from .models.aliked import ALIKED, AlikedConfig
-        from .models.lightglue import LightGlue, LightGlueConfig
+        from lightglue_ros.features.aliked import ALIKED, AlikedConfig
+        from lightglue_ros.matching.lightglue import LightGlue, LightGlueConfig
 
         self.config, self.device, self.dtype = config, device, dtype
         self.extractor = ALIKED(
@@ -441,7 +441,7 @@ class FrontEnd:
         """The current keypoints with the matched ones aligned to their reference patches. Only this result sees
         them: the frame's own keypoints (its descriptors' positions, and its points0 once it is the reference)
         stay as detected, so every TrackResult pairs a detected reference point with its aligned match."""
-        from .refine import align_points
+        from lightglue_ros.matching.refine import align_points
 
         kpts1 = cur.keypoints.copy()
         aligned, _ = align_points(ref.grey, cur.grey, ref.keypoints[matches[:, 0]], cur.keypoints[matches[:, 1]])

@@ -44,8 +44,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import geometry as geo
-from .types import INITIALIZING, LOST, TRACKING, Camera, OdometryResult, TrackResult
+from lightglue_ros.geometry import two_view as geo
+from lightglue_ros.core.types import INITIALIZING, LOST, TRACKING, Camera, OdometryResult, TrackResult
 
 
 # Monocular scale-propagation constants (measured on 400-frame synthetic drives with 0.5 px noise and 10% outliers:

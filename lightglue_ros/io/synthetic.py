@@ -11,7 +11,7 @@ texture tile by one homography, a z-buffer of inverse depth keeps the nearest su
 World frame = the first camera frame (optical convention: x right, y down, z forward); ``T_world_cam`` of frame 0
 is the identity. Depth is the z of the optical frame in metres. Intrinsics are exact pinhole, no distortion.
 
-The reader that yields these frames as a `Sequence` is `lightglue_ros.datasets.synthetic_sequence`.
+The reader that yields these frames as a `Sequence` is `lightglue_ros.io.datasets.synthetic_sequence`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-from .types import Camera, Frame
+from lightglue_ros.core.types import Camera, Frame
 
 MOTIONS = ("orbit", "forward", "static", "rotate", "shake")
 

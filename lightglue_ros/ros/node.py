@@ -38,10 +38,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
-from . import conversions as conv
-from .frontend import FrontEndConfig, check_image
-from .odometry import OdometryConfig
-from .types import FAILED, LOST, PROCESSED, SKIPPED, TRACKING, Camera, FrameOutcome
+from lightglue_ros.ros import msgs as conv
+from lightglue_ros.matching.frontend import FrontEndConfig, check_image
+from lightglue_ros.odometry.odometry import OdometryConfig
+from lightglue_ros.core.types import FAILED, LOST, PROCESSED, SKIPPED, TRACKING, Camera, FrameOutcome
 
 NODE_NAME = "lightglue_matcher"
 
@@ -196,7 +196,7 @@ class ParameterError(ValueError):
 
 def load_mask_file(path: str) -> Optional[np.ndarray]:
     """mask_file -> HxW bool (True = ignore), None when unset; an unreadable file is a start-up error."""
-    from .frontend import FrontEndError, load_mask_image
+    from lightglue_ros.matching.frontend import FrontEndError, load_mask_image
 
     try:
         return load_mask_image(path)
@@ -678,7 +678,7 @@ class MatcherNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.settings, fe_cfg, od_cfg = build_configs(declare_all(self))
         self._warn_unknown_overrides()
-        from .pipeline import Pipeline, PipelineConfig  # torch + weights load here: the slow part of start-up
+        from lightglue_ros.odometry.pipeline import Pipeline, PipelineConfig  # torch + weights load here: the slow part of start-up
 
         try:
             self.pipeline = Pipeline(PipelineConfig(frontend=fe_cfg, odometry=od_cfg))
@@ -1010,7 +1010,7 @@ class MatcherNode(Node):
         p0, p1 = track.points0, track.points1
         xyz = None
         if small.depth is not None and small.camera is not None:
-            from .geometry import lift_keypoints
+            from lightglue_ros.geometry.two_view import lift_keypoints
 
             cfg = self.od_cfg
             xyz = lift_keypoints(p1, small.depth, small.camera, cfg.min_depth, cfg.max_depth,

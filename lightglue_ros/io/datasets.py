@@ -52,7 +52,7 @@ import yaml
 
 from .synthetic import (SyntheticConfig, make_scene, project_correspondences, render, render_frame,  # noqa: F401
                         synthetic_camera, trajectory)
-from .types import DISTORTION_MODELS, Camera, Frame
+from lightglue_ros.core.types import DISTORTION_MODELS, Camera, Frame
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 DEPTH_EXTENSIONS = (".png", ".pgm", ".tif", ".tiff", ".exr", ".npy")
@@ -138,7 +138,7 @@ class SyntheticSequence(Sequence):
 
 def synthetic_sequence(config: Optional[SyntheticConfig] = None, *, stride: int = 1,
                        max_frames: Optional[int] = None) -> Sequence:
-    """The synthetic scene along its trajectory (see `lightglue_ros.synthetic`)."""
+    """The synthetic scene along its trajectory (see `lightglue_ros.io.synthetic`)."""
     return SyntheticSequence(config or SyntheticConfig(), stride, max_frames)
 
 

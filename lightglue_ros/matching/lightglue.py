@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import find_weights
+from lightglue_ros.features.weights import find_weights
 
 
 @dataclass

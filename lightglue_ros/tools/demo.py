@@ -1,4 +1,4 @@
-"""``python -m lightglue_ros.demo --out DIR`` (what ``make demo`` runs): the node on real ROS 2 topics.
+"""``python -m lightglue_ros.tools.demo --out DIR`` (what ``make demo`` runs): the node on real ROS 2 topics.
 
 A player node (this process) renders the synthetic scene with ground truth on the fly and publishes Image +
 CameraInfo; ``matcher_node`` runs in its own process, as on a robot. Both use the shared-memory-only Fast DDS
@@ -62,7 +62,7 @@ def matcher_command() -> List[str]:
     if override:
         return override.split()
     script = Path(sys.executable).parent / "matcher_node"
-    return [str(script)] if script.exists() else [sys.executable, "-m", f"{PACKAGE}.node"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", f"{PACKAGE}.ros.node"]
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -182,7 +182,7 @@ def wait_until(predicate, timeout: float, poll: float = 0.02) -> bool:
 
 # ------------------------------------------------------------------------------------------------ the run
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lightglue_ros.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lightglue_ros.tools.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (created)")
     p.add_argument("--frames", type=int, default=120, help="frames of the synthetic sequence")
     p.add_argument("--width", type=int, default=320)
@@ -235,7 +235,7 @@ class Player:
     def publish(self, frame, stamp: float):
         from std_msgs.msg import Header
 
-        from . import conversions as conv
+        from lightglue_ros.ros import msgs as conv
 
         header = Header(stamp=conv.sec_to_stamp(stamp), frame_id="camera_optical_frame")
         self.info.publish(conv.camera_info_msg(frame.camera, header))
@@ -247,8 +247,8 @@ class Player:
 
 def play(args, node, listener: Listener, proc: subprocess.Popen) -> tuple[int, float, Dict[float, np.ndarray]]:
     """Publish every frame lock-step; returns (frames sent, seconds, GT poses by stamp)."""
-    from .datasets import synthetic_sequence
-    from .synthetic import SyntheticConfig
+    from lightglue_ros.io.datasets import synthetic_sequence
+    from lightglue_ros.io.synthetic import SyntheticConfig
 
     cfg = SyntheticConfig(frames=args.frames, width=args.width, height=args.height, motion=args.motion,
                           depth=args.rgbd)
@@ -319,8 +319,8 @@ def _weighted(diags: List[Dict[str, str]], key: str) -> float:
 
 
 def summarise(args, listener: Listener, sent: int, seconds: float, gt: Dict[float, np.ndarray], out: Path) -> Summary:
-    from . import conversions as conv
-    from . import evaluate as ev
+    from lightglue_ros.ros import msgs as conv
+    from lightglue_ros.eval import metrics as ev
 
     wait_until(lambda: listener.outcomes() >= sent, 5.0, poll=0.005)
     d = listener.latest()
@@ -359,7 +359,7 @@ def summarise(args, listener: Listener, sent: int, seconds: float, gt: Dict[floa
 def save_match_image(listener: Listener, out: Path) -> bool:
     import cv2
 
-    from . import conversions as conv
+    from lightglue_ros.ros import msgs as conv
 
     if listener.match_image is None:
         return False

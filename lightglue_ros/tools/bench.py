@@ -29,7 +29,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import evaluate
+from lightglue_ros.eval import metrics as evaluate
 
 WARMUP_FRAMES = 2
 
@@ -124,7 +124,7 @@ def load_frames(source: str, max_frames: Optional[int], resize: Optional[int]) -
     """RGB uint8 frames of a source (native size unless ``resize`` = long side in pixels)."""
     import cv2
 
-    from .datasets import open_sequence
+    from lightglue_ros.io.datasets import open_sequence
 
     seq = open_sequence(source, max_frames=max_frames)
     frames = []
@@ -148,7 +148,7 @@ def load_frames(source: str, max_frames: Optional[int], resize: Optional[int]) -
 
 def bench_streaming(frames: list, cfg, runs: int) -> Timing:
     """FrontEnd.track over the frames; the first frame of each run only seeds the reference (not counted)."""
-    from .frontend import FrontEnd
+    from lightglue_ros.matching.frontend import FrontEnd
 
     fe = FrontEnd(cfg)
     for img in frames[:WARMUP_FRAMES]:  # weights, allocator, kernels: paid once, not per frame
@@ -185,7 +185,7 @@ def bench_our_extraction(frames: list, cfg, runs: int) -> Timing:
     """Our ALIKED alone (no matcher preparation, no front-end bookkeeping), like `reference_extract`."""
     import torch
 
-    from .frontend import FrontEnd
+    from lightglue_ros.matching.frontend import FrontEnd
 
     fe = FrontEnd(cfg)
     backend = fe.backend
@@ -227,7 +227,7 @@ class Reference:
 def load_reference(max_keypoints: int, device: str, precision: str) -> tuple[Optional[Reference], str]:
     """The official models, or (None, why not)."""
     try:
-        from . import bench_reference as br
+        from lightglue_ros.tools import bench_reference as br
 
         ref = br.load_reference()
     except Exception as exc:  # not installed / not importable: the bench still runs our side
@@ -322,10 +322,10 @@ def bench_reference_matcher(frames: list, r: Reference, runs: int) -> tuple[Timi
 # ---------------------------------------------------------------------------------------------------- frontend
 
 def run_frontend_bench(args) -> dict:
-    from .cli import UserError
-    from .frontend import FrontEndConfig
+    from lightglue_ros.tools.cli import UserError
+    from lightglue_ros.matching.frontend import FrontEndConfig
 
-    from .frontend import resolve_device
+    from lightglue_ros.matching.frontend import resolve_device
 
     device = resolve_device(args.device).type  # FrontEndError for a missing CUDA is a one-line user error
     _set_threads(args.threads)
@@ -378,7 +378,7 @@ def _precisions(requested: str, device: str) -> dict:
     defaults (fp32; its mixed precision only with --precision fp16), as its users run it."""
     import torch
 
-    from .frontend import resolve_precision
+    from lightglue_ros.matching.frontend import resolve_precision
 
     ours = "fp16" if resolve_precision(requested, torch.device(device)) == torch.float16 else "fp32"
     ref = "fp16 (mp)" if requested == "fp16" and device == "cuda" else "fp32"
@@ -445,7 +445,7 @@ def two_view_config(od):
     matches (a policy for chaining poses). The pose AUC of the papers scores whatever the estimator returns,
     so those checks are switched off here; PoseLib itself still needs 5 inliers.
     """
-    from .geometry import PoseConfig
+    from lightglue_ros.geometry.two_view import PoseConfig
 
     cfg = PoseConfig.of(od)
     return dataclasses.replace(cfg, min_matches=5, min_inliers=5, min_parallax_px=0.0, rotation_parallax_px=1e-9)
@@ -458,7 +458,7 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
     """
     from collections import deque
 
-    from . import geometry
+    from lightglue_ros.geometry import two_view as geometry
 
     errors = []
     window: deque = deque(maxlen=gap + 1)
@@ -484,7 +484,7 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
 
 def backend_config(spec: str, **fields):
     """``lightglue[:aliked|:dog][:norefine]``, ``orb`` or ``sift`` -> its FrontEndConfig; None when unknown."""
-    from .frontend import BACKENDS, DETECTORS, FrontEndConfig
+    from lightglue_ros.matching.frontend import BACKENDS, DETECTORS, FrontEndConfig
 
     name, *options = spec.split(":")
     if name not in BACKENDS or (options and name != "lightglue"):
@@ -501,11 +501,11 @@ def backend_config(spec: str, **fields):
 
 
 def run_accuracy_bench(args) -> dict:
-    from .cli import UserError, evaluate_run, run_sequence
-    from .datasets import open_sequence
-    from .frontend import DETECTORS, FrontEnd
-    from .odometry import OdometryConfig
-    from .pipeline import PipelineConfig
+    from lightglue_ros.tools.cli import UserError, evaluate_run, run_sequence
+    from lightglue_ros.io.datasets import open_sequence
+    from lightglue_ros.matching.frontend import DETECTORS, FrontEnd
+    from lightglue_ros.odometry.odometry import OdometryConfig
+    from lightglue_ros.odometry.pipeline import PipelineConfig
 
     specs = [b.strip() for b in args.backends.split(",") if b.strip()]
     backends = [(b, backend_config(b, max_keypoints=args.max_keypoints, device=args.device)) for b in specs]
@@ -565,7 +565,7 @@ def cmd_accuracy(args) -> int:
 # ---------------------------------------------------------------------------------------------------- parser
 
 def add_parser(subparsers) -> None:
-    from .cli import _positive_int
+    from lightglue_ros.tools.cli import _positive_int
 
     p = subparsers.add_parser("bench", help="speed (frontend) and accuracy benchmarks",
                               description="Benchmarks. See `bench frontend --help` and `bench accuracy --help`.")

@@ -30,10 +30,10 @@ from typing import Optional
 
 import numpy as np
 
-from . import geometry as geo
-from .frontend import FrontEnd, FrontEndConfig
-from .odometry import OdometryConfig, VisualOdometry
-from .types import FAILED, PROCESSED, SKIPPED, Camera, FrameOutcome
+from lightglue_ros.geometry import two_view as geo
+from lightglue_ros.matching.frontend import FrontEnd, FrontEndConfig
+from lightglue_ros.odometry.odometry import OdometryConfig, VisualOdometry
+from lightglue_ros.core.types import FAILED, PROCESSED, SKIPPED, Camera, FrameOutcome
 
 
 @dataclass

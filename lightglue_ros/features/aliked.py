@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import find_weights
+from lightglue_ros.features.weights import find_weights
 
 
 class Widths(NamedTuple):

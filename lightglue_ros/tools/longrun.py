@@ -1,4 +1,4 @@
-"""``python -m lightglue_ros.longrun``: hours of use in minutes - the node's memory, threads and latency over
+"""``python -m lightglue_ros.tools.longrun``: hours of use in minutes - the node's memory, threads and latency over
 thousands of frames.
 
 ``matcher_node`` runs in its own process, as on a robot; this process is the camera. It renders a short synthetic
@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .demo import demo_env, matcher_command, stop_matcher, wait_until
+from lightglue_ros.tools.demo import demo_env, matcher_command, stop_matcher, wait_until
 
 STAMP0 = 1000.0  # first image stamp (s)
 LATENCY_TOLERANCE = {"p50": 0.25, "p95": 0.5, "p99": 1.0}  # last block vs first block, relative
@@ -154,8 +154,8 @@ class PingPong:
     """A short rendered sequence played back and forth: frame i of the run -> a rendered frame."""
 
     def __init__(self, frames: int, width: int, height: int, step: float):
-        from .datasets import synthetic_sequence
-        from .synthetic import SyntheticConfig
+        from lightglue_ros.io.datasets import synthetic_sequence
+        from lightglue_ros.io.synthetic import SyntheticConfig
 
         cfg = SyntheticConfig(frames=frames, width=width, height=height, depth=False, motion="orbit", step=step)
         self.frames = list(synthetic_sequence(cfg))
@@ -217,7 +217,7 @@ class Link:
         """Publish CameraInfo + image; returns the publish time (monotonic)."""
         from std_msgs.msg import Header
 
-        from . import conversions as conv
+        from lightglue_ros.ros import msgs as conv
 
         header = Header(stamp=conv.sec_to_stamp(stamp), frame_id="camera_optical_frame")
         info = conv.camera_info_msg(frame.camera, header)
@@ -276,7 +276,7 @@ def play(args, link: Link, proc, seq: PingPong) -> Tuple[Dict[int, float], List[
 
 # ------------------------------------------------------------------------------------------------ main
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lightglue_ros.longrun", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lightglue_ros.tools.longrun", description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=5000, help="frames to play (default 5000)")
     p.add_argument("--width", type=int, default=160)
     p.add_argument("--height", type=int, default=120)

@@ -1,1 +1,0 @@
-"""Pure PyTorch networks, state-dict compatible with the official checkpoints."""
