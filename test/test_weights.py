@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from lightglue_ros.models import weights
+from lightglue_ros.features import weights
 from lightglue_ros.features.weights import ENV_VAR, FIX, WeightsError, find_weights
 
 
