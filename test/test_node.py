@@ -162,18 +162,21 @@ def test_reason_keys_are_bounded():
 def test_parameter_table_covers_every_core_field_with_documentation():
     from lightglue_ros.matching.frontend import FrontEndConfig
     from lightglue_ros.odometry.odometry import OdometryConfig
+    from lightglue_ros.core.config import field_doc
     import dataclasses
 
     table = node_mod.parameter_table()
     names = [p.name for p in table]
     assert len(names) == len(set(names)), "duplicate parameter names"
-    covered = ({(p.target, p.config_field) for p in table} | {tuple(p.covers.split(".")) for p in table if p.covers}
-               | {tuple(k.split(".")) for k in node_mod.NOT_PARAMETERS})
+    covered = ({(p.target, p.config_field) for p in table} | {tuple(p.covers.split(".")) for p in table if p.covers})
     for cls, target in ((FrontEndConfig, "frontend"), (OdometryConfig, "odometry")):
         for f in dataclasses.fields(cls):
+            doc = field_doc(f)
+            if doc is not None and not doc.parameter:
+                continue  # deliberately not a parameter; its doc says why
             assert (target, f.name) in covered, f"{cls.__name__}.{f.name} has no ROS parameter"
     undocumented = [p.name for p in table if "(undocumented)" in p.description]
-    assert not undocumented, f"add descriptions/ranges to node.py FRONTEND_DOCS/ODOMETRY_DOCS: {undocumented}"
+    assert not undocumented, f"declare these config fields with core.config.param(...): {undocumented}"
     for p in table:  # every default lies inside its declared range and choices
         if p.lo is not None and not isinstance(p.default, bool):
             assert p.lo <= p.default <= p.hi, p.name
@@ -394,3 +397,12 @@ def test_invalid_parameters_fail_at_start_with_a_clear_error(tmp_path):
         out = proc.output()
         assert code == 2, (params, out)
         assert "invalid parameters" in out and needle in out and "Traceback" not in out, out
+
+
+def test_yaml_and_readme_are_generated_from_the_config_dataclasses():
+    from lightglue_ros.ros import params
+
+    assert YAML_PATH.read_text() == params.render_yaml(), \
+        "config/matcher.yaml is stale: python -m lightglue_ros.ros.params --yaml > config/matcher.yaml"
+    assert params.render_markdown() in (nt.REPO / "README.md").read_text(), \
+        "README's parameter table is stale: paste python -m lightglue_ros.ros.params --markdown"

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import poselib
 
+from lightglue_ros.core.config import param
 from lightglue_ros.core.types import Camera
 
 # A "pure rotation" frame reports the essential matrix's rotation instead of the rotation-only fit when the median
@@ -168,28 +169,29 @@ def transform(T: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 @dataclass
 class PoseConfig:
-    """Estimator settings. `OdometryConfig` carries the same field names and can be passed instead."""
+    """Estimator settings. `OdometryConfig` extends it, so an odometry config can be passed instead."""
 
-    ransac_threshold_px: float = 1.0  # epipolar (Sampson) error threshold; PnP uses 2x this (2-D point error)
-    ransac_confidence: float = 0.9999
-    ransac_max_iterations: int = 10000
-    ransac_min_iterations: int = 100  # PoseLib's default is 1000; dynamic stopping covers the rest
-    min_matches: int = 15
-    min_inliers: int = 15
-    min_parallax_px: float = 1.0  # median inlier flow below this: no detectable motion
-    rotation_parallax_px: float = 0.0  # rotation-compensated median flow below this: pure rotation (0 = auto)
-    sigma_floor_px: float = 0.1  # covariance never trusts keypoints better than this
+    # Epipolar (Sampson) error threshold; PnP uses 2x this (2-D point error).
+    ransac_threshold_px: float = param(1.0, "RANSAC inlier threshold (px).", lo=0.01, hi=100.0)
+    ransac_confidence: float = param(0.9999, "RANSAC confidence.", lo=0.0, hi=1.0)
+    ransac_max_iterations: int = param(10000, "RANSAC iteration cap.", lo=1, hi=1000000)
+    # PoseLib's default is 1000; dynamic stopping covers the rest.
+    ransac_min_iterations: int = param(100, "RANSAC iterations always run (at most ransac_max_iterations).",
+                                       lo=1, hi=1000000)
+    min_matches: int = param(15, "Fewer matches than this: no pose for the frame.", lo=5, hi=100000)
+    min_inliers: int = param(15, "Fewer RANSAC inliers than this: no pose for the frame.", lo=5, hi=100000)
+    min_parallax_px: float = param(1.0, "Median inlier flow below this: the camera is static, pose held.",
+                                   lo=0.0, hi=1000.0)
+    rotation_parallax_px: float = param(0.0, "Rotation-compensated median flow below this: pure rotation "
+                                        "(0 = auto: max(min_parallax_px, 2 x ransac_threshold_px)).",
+                                        lo=0.0, hi=1000.0)
+    sigma_floor_px: float = param(0.1, "The pose covariance never trusts keypoints better than this (px).",
+                                  lo=0.0, hi=100.0)
 
     @staticmethod
     def of(cfg) -> "PoseConfig":
-        """Accept a PoseConfig, an OdometryConfig (same field names) or None (defaults)."""
-        if cfg is None:
-            return PoseConfig()
-        if isinstance(cfg, PoseConfig):
-            return cfg
-        base = PoseConfig()
-        kwargs = {name: getattr(cfg, name, getattr(base, name)) for name in base.__dataclass_fields__}
-        return PoseConfig(**kwargs)
+        """Accept a PoseConfig (or an OdometryConfig, which is one) or None (defaults)."""
+        return PoseConfig() if cfg is None else cfg
 
     @property
     def rotation_px(self) -> float:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from lightglue_ros.core.config import param
 from lightglue_ros.core.types import Telemetry, TrackResult
 
 BACKENDS = ("lightglue", "orb", "sift")
@@ -36,31 +37,41 @@ SPECULAR_RIM = np.ones((7, 7), np.uint8)  # specular masks grow by 3 px
 
 @dataclass
 class FrontEndConfig:
-    backend: str = "lightglue"  # lightglue | orb | sift
-    max_keypoints: int = 1024  # top-k keypoints per frame (ALIKED, ORB, SIFT)
-    detection_threshold: float = 0.0  # ALIKED threshold mode when > 0 (then max_keypoints caps the count)
-    nms_radius: int = 2
-    aliked_model: str = "aliked-n16"  # aliked-t16 | aliked-n16 | aliked-n16rot | aliked-n32
-    # lightglue backend's keypoints: ALIKED's score map (aliked) or OpenCV's difference-of-Gaussians (dog: more
-    # precise poses on easy real pairs, less robust on small or washed-out frames, ~30 % slower on a CPU).
-    detector: str = "aliked"
-    depth_confidence: float = 0.95  # adaptive depth (early exit); -1 disables
-    width_confidence: float = 0.99  # adaptive width (pruning); -1 disables
-    filter_threshold: float = 0.1  # minimum match score
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto | fp32 | fp16 (fp16 on CUDA only)
-    num_threads: int = 0  # torch CPU threads; 0 = leave torch's default
-    weights: str = ""  # explicit LightGlue checkpoint path ("" = search, see models/weights.py)
-    aliked_weights: str = ""  # explicit ALIKED checkpoint path
-    colour: bool = True  # feed colour to ALIKED when the image has it (grey is replicated otherwise)
-    specular_threshold: int = 0  # mask pixels >= this brightness (0 = off)
-    static_mask: str = ""  # path of a mono image, non-zero = ignore (robot body)
-    min_keypoints: int = 8  # fewer than this in a frame: no matching, typed reason
-    auto_promote: bool = True  # True: every frame becomes the next reference; False: caller calls promote()
-    ratio_test: float = 0.8  # ORB/SIFT: Lowe's ratio test
-    # lightglue backend: move each matched current-frame point to where the reference point's patch fits best
-    # (sub-pixel, translation only; refine.py). ORB and SIFT stay the classic baselines.
-    refine_matches: bool = True
+    """Front-end settings; each field's description, range and choices are its node parameter's (core.config)."""
+
+    backend: str = param("lightglue", "Matcher: lightglue (ALIKED + LightGlue), orb or sift.", choices=BACKENDS)
+    max_keypoints: int = param(1024, "Keypoints per frame (top-k; -1 = all above detection_threshold).",
+                               lo=-1, hi=100000)
+    detection_threshold: float = param(0.0, "ALIKED score threshold (0 = top-k mode; detector aliked only).",
+                                       lo=0.0, hi=1.0)
+    nms_radius: int = param(2, "ALIKED non-maximum suppression radius (px; detector aliked only).", lo=0, hi=32)
+    aliked_model: str = param("aliked-n16", "ALIKED variant.",
+                              choices=("aliked-t16", "aliked-n16", "aliked-n16rot", "aliked-n32"))
+    detector: str = param("aliked", "lightglue backend's keypoints: aliked (ALIKED's score map) or dog (OpenCV "
+                          "difference-of-Gaussians: more precise poses on easy real pairs, ~30 % slower on a CPU, "
+                          "weaker on small frames); ALIKED describes both.", choices=DETECTORS)
+    depth_confidence: float = param(0.95, "LightGlue adaptive depth (early exit) confidence; -1 disables.",
+                                    lo=-1.0, hi=1.0)
+    width_confidence: float = param(0.99, "LightGlue adaptive width (point pruning) confidence; -1 disables.",
+                                    lo=-1.0, hi=1.0)
+    filter_threshold: float = param(0.1, "Minimum match score kept.", lo=0.0, hi=1.0)
+    device: str = param("auto", "Torch device: auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    precision: str = param("auto", "Inference precision: auto, fp32 or fp16 (CUDA only).",
+                           choices=("auto", "fp32", "fp16"))
+    num_threads: int = param(0, "Torch CPU threads (0 = torch default).", lo=0, hi=256)
+    weights: str = param("", "LightGlue checkpoint path ('' = find the installed one).")
+    aliked_weights: str = param("", "ALIKED checkpoint path ('' = find the installed one).")
+    colour: bool = param(True, "Feed colour images to ALIKED (false: grey).")
+    specular_threshold: int = param(0, "Ignore pixels at or above this brightness (0 = off).", lo=0, hi=255)
+    static_mask: str = param("", "Mono image file, non-zero = ignore (robot body); the node's mask_file.")
+    min_keypoints: int = param(8, "Fewer keypoints than this in a frame: no matching (the frame fails with a "
+                               "reason).", lo=0, hi=100000)
+    auto_promote: bool = param(True, "True: every frame becomes the next reference; False: the caller promotes "
+                               "(the pipeline fixes it to false: the odometry chooses keyframes).", parameter=False)
+    ratio_test: float = param(0.8, "ORB/SIFT: Lowe's ratio test threshold.", lo=0.0, hi=1.0)
+    # ORB and SIFT stay the classic baselines: only the lightglue backend aligns its matches (refine.py).
+    refine_matches: bool = param(True, "lightglue backend: align each matched point to its reference patch "
+                                 "(sub-pixel, translation only) before the pose; ~45 ms per 500 matches on a CPU.")
 
 
 class FrontEndError(ValueError):

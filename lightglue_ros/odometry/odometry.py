@@ -45,7 +45,9 @@ from typing import Optional
 import numpy as np
 
 from lightglue_ros.geometry import two_view as geo
+from lightglue_ros.core.config import param
 from lightglue_ros.core.types import INITIALIZING, LOST, TRACKING, Camera, OdometryResult, TrackResult
+from lightglue_ros.geometry.two_view import PoseConfig
 
 
 # Monocular scale-propagation constants (measured on 400-frame synthetic drives with 0.5 px noise and 10% outliers:
@@ -64,26 +66,29 @@ REASON_SEED_DEPTH = "no valid depth at the keyframe's keypoints"
 
 
 @dataclass
-class OdometryConfig:
-    ransac_threshold_px: float = 1.0
-    ransac_confidence: float = 0.9999
-    ransac_max_iterations: int = 10000
-    min_matches: int = 15
-    min_inliers: int = 15
-    min_parallax_px: float = 1.0  # median flow (vs the last posed frame) below this: static -> pose held, no keyframe
-    # Promote a new keyframe when the fraction of keyframe points still matched drops below (the base is the most
-    # matches any frame had against this keyframe) ...
-    keyframe_min_tracked: float = 0.5
-    keyframe_min_inliers: int = 80  # ... or inliers drop below
-    keyframe_max_parallax_px: float = 30.0  # ... or median parallax grows past
-    lost_after: int = 5  # consecutive failures -> LOST
-    lost_policy: str = "reset"  # reset | hold
-    lost_covariance: float = 1.0e3  # variance (m^2 / rad^2) put on the diagonal while lost (inflated, documented)
-    use_depth: bool = False  # RGB-D metric mode
-    min_depth: float = 0.1
-    max_depth: float = 20.0
-    depth_interpolation: str = "nearest"
-    init_min_parallax_px: float = 10.0  # monocular: rotation-compensated flow needed to seed scale and landmarks
+class OdometryConfig(PoseConfig):
+    """Odometry settings: the two-view estimator's (`PoseConfig`, inherited) plus keyframes, loss and depth."""
+
+    # A new keyframe when the fraction of keyframe points still matched drops below (the base is the most
+    # matches any frame had against this keyframe), or inliers drop below, or the median parallax grows past.
+    keyframe_min_tracked: float = param(0.5, "New keyframe when the fraction of keyframe points still matched "
+                                        "drops below.", lo=0.0, hi=1.0)
+    keyframe_min_inliers: int = param(80, "New keyframe when inliers drop below.", lo=0, hi=100000)
+    keyframe_max_parallax_px: float = param(30.0, "New keyframe when the median parallax grows past (px).",
+                                            lo=0.0, hi=10000.0)
+    lost_after: int = param(5, "Consecutive failed frames before the state becomes lost.", lo=1, hi=100000)
+    lost_policy: str = param("reset", "When lost: reset (re-initialise from the next good frame) or hold (keep "
+                             "the keyframe).", choices=("reset", "hold"))
+    # Inflated on purpose while lost, so a fusion filter stops trusting the estimate (documented in the README).
+    lost_covariance: float = param(1.0e3, "Variance put on the pose covariance diagonal while lost (m^2, rad^2).",
+                                   lo=0.0, hi=1e12)
+    use_depth: bool = param(False, "RGB-D metric mode (the node's use_depth).")
+    min_depth: float = param(0.1, "Nearest valid depth (m).", lo=0.0, hi=1000.0)
+    max_depth: float = param(20.0, "Farthest valid depth (m).", lo=0.0, hi=1000.0)
+    depth_interpolation: str = param("nearest", "Depth lookup at keypoints: nearest or bilinear.",
+                                     choices=("nearest", "bilinear"))
+    init_min_parallax_px: float = param(10.0, "Monocular: rotation-compensated flow needed to initialise (px).",
+                                        lo=0.0, hi=10000.0)
 
 
 @dataclass

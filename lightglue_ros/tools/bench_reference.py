@@ -286,7 +286,7 @@ def _bench_image() -> np.ndarray:
     """A real frame (TUM fr3 office) when ../shared/data is there, else a deterministic textured image."""
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "tum_fr3_office" / "rgb"
+    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "tum_fr3_office" / "rgb"
     files = sorted(folder.glob("*.png")) if folder.is_dir() else []
     if files:
         import cv2

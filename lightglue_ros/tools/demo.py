@@ -32,7 +32,7 @@ PACKAGE = "lightglue_ros"
 # ------------------------------------------------------------------------------------------------ environment
 def shm_profile() -> Path:
     """The SHM-only Fast DDS profile: the source tree's, else the installed share copy."""
-    candidates = [Path(__file__).resolve().parents[1] / "config" / "fastdds_shm_only.xml",
+    candidates = [Path(__file__).resolve().parents[2] / "config" / "fastdds_shm_only.xml",
                   Path(sys.prefix) / "share" / PACKAGE / "config" / "fastdds_shm_only.xml"]
     try:
         from ament_index_python.packages import get_package_share_directory
