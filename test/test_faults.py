@@ -35,7 +35,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from lightglue_ros.ros import msgs as conv  # noqa: E402
 from lightglue_ros.io.synthetic import SHAKE_YAW_DEG, SyntheticConfig, look_at, make_scene, render_frame  # noqa: E402
 from lightglue_ros.core.types import Camera, Frame  # noqa: E402
-from lightglue_ros.ros.node import reason_key  # noqa: E402
+from lightglue_ros.core.types import reason_key  # noqa: E402
 from lightglue_ros.odometry.odometry import REASON_SEED_DEPTH  # noqa: E402
 
 W, H = 320, 240  # monocular initialisation needs some parallax in pixels: at 160x120 it takes too many frames

@@ -151,12 +151,14 @@ def test_stamp_pairer_pairs_within_slop_and_evicts_older_images():
 
 
 def test_reason_keys_are_bounded():
-    assert node_mod.reason_key("image 320x240 does not match camera_info 640x480") == \
+    from lightglue_ros.core.types import reason_key
+
+    assert reason_key("image 320x240 does not match camera_info 640x480") == \
         "image NxN does not match camera_info NxN"
-    assert node_mod.reason_key("invalid camera: focal length must be positive (fx=0)") == "invalid camera"
-    assert node_mod.reason_key("time jumped backwards; too few matches") == "time jumped backwards"
-    assert node_mod.reason_key("too few keypoints (3 < 8)") == "too few keypoints"
-    assert node_mod.reason_key("") == "unknown" and node_mod.reason_key("bad_step") == "bad_step"
+    assert reason_key("invalid camera: focal length must be positive (fx=0)") == "invalid camera"
+    assert reason_key("time jumped backwards; too few matches") == "time jumped backwards"
+    assert reason_key("too few keypoints (3 < 8)") == "too few keypoints"
+    assert reason_key("") == "unknown" and reason_key("bad_step") == "bad_step"
 
 
 def test_parameter_table_covers_every_core_field_with_documentation():

@@ -11,17 +11,32 @@ Conventions used everywhere:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Optional
 
 import numpy as np
 
-#: Every frame ends in exactly one of these.
-PROCESSED, SKIPPED, FAILED = "processed", "skipped", "failed"
-OUTCOMES = (PROCESSED, SKIPPED, FAILED)
+class Outcome(StrEnum):
+    """Every frame ends in exactly one of these (a StrEnum: equal to, and printed as, its plain string)."""
 
-#: Tracking states of the odometry core.
-INITIALIZING, TRACKING, LOST = "initializing", "tracking", "lost"
+    PROCESSED = "processed"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class TrackingState(StrEnum):
+    """Tracking states of the odometry core."""
+
+    INITIALIZING = "initializing"
+    TRACKING = "tracking"
+    LOST = "lost"
+
+
+PROCESSED, SKIPPED, FAILED = Outcome.PROCESSED, Outcome.SKIPPED, Outcome.FAILED
+OUTCOMES = tuple(Outcome)
+INITIALIZING, TRACKING, LOST = TrackingState.INITIALIZING, TrackingState.TRACKING, TrackingState.LOST
 
 #: Distortion models understood by the camera model (ROS CameraInfo names plus the EuRoC/Kalibr aliases).
 DISTORTION_MODELS = ("none", "plumb_bob", "rational_polynomial", "radtan", "equidistant", "fisheye")
@@ -162,3 +177,15 @@ class FrameOutcome:
     match_ms: float = 0.0
     pose_ms: float = 0.0
     total_ms: float = 0.0
+
+
+def reason_key(reason: str) -> str:
+    """A bounded counting key for a free-text reason: its first clause, numbers and details removed.
+
+    "image 320x240 does not match camera_info 640x480" -> "image NxN does not match camera_info NxN";
+    "invalid camera: focal length ..." -> "invalid camera"; "time jumped backwards; too few matches" -> the cause.
+    """
+    text = re.sub(r"\([^)]*\)", "", reason)  # details first: "(scale: a prior)" must not split at its ':'
+    text = text.split(";")[0].split(":")[0]
+    text = re.sub(r"[-+]?\d+(\.\d+)?", "N", text)
+    return " ".join(text.split()) or "unknown"

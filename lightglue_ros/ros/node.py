@@ -41,7 +41,7 @@ from lightglue_ros.ros.params import (NODE_NAME, NodeSettings, ParameterError, b
                                       load_mask_file, parameter_table)
 from lightglue_ros.matching.frontend import FrontEndConfig, check_image
 from lightglue_ros.odometry.odometry import OdometryConfig
-from lightglue_ros.core.types import FAILED, LOST, PROCESSED, SKIPPED, TRACKING, Camera, FrameOutcome
+from lightglue_ros.core.types import FAILED, LOST, PROCESSED, SKIPPED, TRACKING, Camera, FrameOutcome, reason_key
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
@@ -187,18 +187,6 @@ class NewestSlot:
 
 
 _MAX_REASONS = 64  # distinct reason / event keys kept; later new ones count as "other" (memory stays bounded)
-
-
-def reason_key(reason: str) -> str:
-    """A bounded counting key for a free-text reason: its first clause, numbers and details removed.
-
-    "image 320x240 does not match camera_info 640x480" -> "image NxN does not match camera_info NxN";
-    "invalid camera: focal length ..." -> "invalid camera"; "time jumped backwards; too few matches" -> the cause.
-    """
-    text = re.sub(r"\([^)]*\)", "", reason)  # details first: "(scale: a prior)" must not split at its ':'
-    text = text.split(";")[0].split(":")[0]
-    text = re.sub(r"[-+]?\d+(\.\d+)?", "N", text)
-    return " ".join(text.split()) or "unknown"
 
 
 #: An image whose pixels all lie within this many grey levels (8-bit; x256 for 16-bit) is blank: black, white.

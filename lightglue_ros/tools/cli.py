@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from lightglue_ros.eval import metrics as evaluate
-from lightglue_ros.core.types import FAILED, OUTCOMES, PROCESSED, FrameOutcome
+from lightglue_ros.core.types import FAILED, OUTCOMES, PROCESSED, FrameOutcome, reason_key
 
 PROG = "lightglue-ros"
 BACKENDS = ("lightglue", "orb", "sift")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
@@ -205,11 +205,6 @@ class RunResult:
     interrupted: bool = False  # Ctrl-C: the rows so far are still written
 
 
-def _reason_key(reason: str) -> str:
-    """Counting key of a reason: the part before the first ':' (details after it differ per frame)."""
-    return reason.split(":", 1)[0].strip()
-
-
 def frame_row(index: int, outcome: FrameOutcome) -> dict:
     """One frames.csv row. ``index`` is the frame's position in the source (before --stride)."""
     tr, od = outcome.track, outcome.odometry
@@ -285,7 +280,7 @@ def summarize(run: RunResult) -> dict:
     rows = run.rows
     n = len(rows)
     by_outcome = Counter(r["outcome"] for r in rows)
-    reasons = {o: dict(Counter(_reason_key(r["reason"]) or "ok" for r in rows if r["outcome"] == o))
+    reasons = {o: dict(Counter(reason_key(r["reason"]) if r["reason"] else "ok" for r in rows if r["outcome"] == o))
                for o in OUTCOMES}
     processed = [r for r in rows if r["outcome"] == PROCESSED]
     busy_ms = sum(r["total_ms"] for r in rows)
