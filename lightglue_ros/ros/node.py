@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import re
 import sys
 import threading
 import time
