@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import data_dir
+from lightglue_ros.core.image import image_to_tensor
 from lightglue_ros.features.aliked import (VARIANTS, ALIKED, AlikedConfig, AlikedFeatures, deform_conv2d,
-                                         image_to_tensor, simple_nms)
+                                         simple_nms)
 
 cv2 = pytest.importorskip("cv2")
 

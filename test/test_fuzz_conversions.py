@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import Header  # noqa: E402
 
 from lightglue_ros.ros import msgs as cv  # noqa: E402
-from lightglue_ros.geometry import two_view as geometry  # noqa: E402
+from lightglue_ros import geometry as geometry  # noqa: E402
 from lightglue_ros.core.types import DISTORTION_MODELS, Camera  # noqa: E402
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

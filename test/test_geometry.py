@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from lightglue_ros.geometry import two_view as geo
+from lightglue_ros.core.lie import invert_T, make_T, transform
+from lightglue_ros import geometry as geo
 from lightglue_ros.core.types import Camera
 
 CAM = Camera.pinhole(640, 480, 500.0, 500.0, 320.0, 240.0)
@@ -20,9 +21,9 @@ def scene(n=300, seed=0, rotvec=(0.02, -0.05, 0.01), t_1_0=(0.3, 0.05, 0.1), noi
     """Points in frame 0, pixels in both frames (+noise, + a fraction of random outlier pixels in frame 1)."""
     rng = np.random.default_rng(seed)
     X0 = rng.uniform([-4, -3, 4], [4, 3, 12], (n, 3))
-    T_1_0 = geo.make_T(Rotation.from_rotvec(rotvec).as_matrix(), np.asarray(t_1_0, float))
+    T_1_0 = make_T(Rotation.from_rotvec(rotvec).as_matrix(), np.asarray(t_1_0, float))
     p0 = geo.project(CAM.K, X0) + rng.normal(0, noise, (n, 2))
-    p1 = geo.project(CAM.K, geo.transform(T_1_0, X0)) + rng.normal(0, noise, (n, 2))
+    p1 = geo.project(CAM.K, transform(T_1_0, X0)) + rng.normal(0, noise, (n, 2))
     bad = rng.random(n) < outliers
     p1[bad] = rng.uniform([0, 0], [640, 480], (int(bad.sum()), 2))
     return X0, p0, p1, T_1_0, bad
@@ -112,11 +113,11 @@ def test_relative_pose_recovers_motion_with_outliers():
     X0, p0, p1, T_1_0, bad = scene(n=400, outliers=0.3, seed=1)
     rp = geo.relative_pose(p0, p1, CAM, CAM)
     assert rp.ok, rp.reason
-    T_0_1 = geo.invert_T(T_1_0)
+    T_0_1 = invert_T(T_1_0)
     assert rot_err_deg(rp.R, T_0_1[:3, :3]) < 0.3
     assert angle_deg(rp.t, T_0_1[:3, 3]) < 3.0
     assert np.linalg.norm(rp.t) == pytest.approx(1.0)
-    assert np.allclose(rp.T_0_1, geo.make_T(rp.R, rp.t)) and np.allclose(rp.T_1_0 @ rp.T_0_1, np.eye(4))
+    assert np.allclose(rp.T_0_1, make_T(rp.R, rp.t)) and np.allclose(rp.T_1_0 @ rp.T_0_1, np.eye(4))
     # Inliers are the true correspondences, nearly all of them.
     assert rp.inliers.shape == (400,) and rp.num_inliers == int(rp.inliers.sum())
     assert (rp.inliers & bad).sum() <= 3 and (rp.inliers & ~bad).sum() > 0.9 * (~bad).sum()
@@ -137,9 +138,9 @@ def test_relative_pose_covariance_is_spd_and_shrinks_with_more_inliers():
 
 def test_pose_covariance_shrinks_with_better_inliers():
     X0, _, _, T_1_0, _ = scene(n=200, seed=3, noise=0.0)
-    T_0_1 = geo.invert_T(T_1_0)
+    T_0_1 = invert_T(T_1_0)
     rng = np.random.default_rng(0)
-    clean = geo.project(CAM.K, geo.transform(T_1_0, X0))
+    clean = geo.project(CAM.K, transform(T_1_0, X0))
     traces = []
     for sigma in (2.0, 0.5):
         C, s = geo.pose_covariance(X0, clean + rng.normal(0, sigma, clean.shape), T_0_1, CAM.K)
@@ -270,7 +271,7 @@ def test_metric_pose_exact_with_outliers():
     X0, p0, p1, T_1_0, bad = scene(n=300, noise=0.0, outliers=0.3, seed=7)
     mp = geo.metric_pose(X0, p1, CAM, pts_ref=p0)
     assert mp.ok and mp.metric
-    assert np.allclose(mp.T_0_1, geo.invert_T(T_1_0), atol=1e-6)
+    assert np.allclose(mp.T_0_1, invert_T(T_1_0), atol=1e-6)
     assert not (mp.inliers & bad).any() and mp.inliers[~bad].all()
     assert np.all(np.linalg.eigvalsh(mp.covariance) > 0)
 
@@ -280,8 +281,8 @@ def test_metric_pose_from_lifted_depth_is_metric():
     px0 = rng.uniform([20, 20], [620, 460], (200, 2))
     depth0 = depth_plane(3.0)
     lifted = geo.lift_keypoints(px0, depth0, CAM)
-    T_1_0 = geo.make_T(Rotation.from_rotvec([0.0, 0.03, 0.0]).as_matrix(), np.array([-0.12, 0.0, 0.05]))
-    p1 = geo.project(CAM.K, geo.transform(T_1_0, lifted.xyz))
+    T_1_0 = make_T(Rotation.from_rotvec([0.0, 0.03, 0.0]).as_matrix(), np.array([-0.12, 0.0, 0.05]))
+    p1 = geo.project(CAM.K, transform(T_1_0, lifted.xyz))
     mp = geo.metric_pose(lifted.xyz, p1, CAM, pts_ref=px0)
     assert mp.ok
     assert np.linalg.norm(mp.t) == pytest.approx(np.linalg.norm(T_1_0[:3, 3]), rel=1e-6)
@@ -312,11 +313,11 @@ def test_property_relative_pose_recovered(rotvec, direction, length, seed, outli
     t = np.asarray(direction) / np.linalg.norm(direction) * length
     X0, p0, p1, T_1_0, bad = scene(n=300, rotvec=rotvec, t_1_0=t, noise=0.5, outliers=outliers, seed=seed)
     # Only correspondences visible in both images (a real matcher could not see the others).
-    X1 = geo.transform(T_1_0, X0)
+    X1 = transform(T_1_0, X0)
     vis = (X1[:, 2] > 0.5) & np.all((p1 > 0) & (p1 < [640, 480]), axis=1)
     rp = geo.relative_pose(p0[vis], p1[vis], CAM, CAM)
     assert rp.ok, rp.reason
-    T_0_1 = geo.invert_T(T_1_0)
+    T_0_1 = invert_T(T_1_0)
     assert rot_err_deg(rp.R, T_0_1[:3, :3]) < 0.5
     assert angle_deg(rp.t, T_0_1[:3, 3]) < 5.0
     assert np.all(np.linalg.eigvalsh(rp.covariance) > 0)

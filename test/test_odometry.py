@@ -14,8 +14,10 @@ import pytest
 from evo.core.geometry import umeyama_alignment
 from scipy.spatial.transform import Rotation
 
-from lightglue_ros.geometry import two_view as geo
-from lightglue_ros.odometry.odometry import OdometryConfig, VisualOdometry, compose_covariance
+from lightglue_ros.core.lie import invert_T, make_T, transform
+from lightglue_ros import geometry as geo
+from lightglue_ros.geometry import compose_covariance
+from lightglue_ros.odometry.odometry import OdometryConfig, VisualOdometry
 from lightglue_ros.core.types import INITIALIZING, LOST, TRACKING, Camera, Telemetry, TrackResult
 
 CAM = Camera.pinhole(640, 480, 500.0, 500.0, 320.0, 240.0)
@@ -28,7 +30,7 @@ CAM = Camera.pinhole(640, 480, 500.0, 500.0, 320.0, 240.0)
 
 def pose_from(position, rotvec=(0.0, 0.0, 0.0)) -> np.ndarray:
     """T_world_cam from a camera position and a rotation vector (optical frame)."""
-    return geo.make_T(Rotation.from_rotvec(rotvec).as_matrix(), np.asarray(position, float))
+    return make_T(Rotation.from_rotvec(rotvec).as_matrix(), np.asarray(position, float))
 
 
 def driving_trajectory(n: int = 150, step: float = 0.1) -> list[np.ndarray]:
@@ -40,7 +42,7 @@ def driving_trajectory(n: int = 150, step: float = 0.1) -> list[np.ndarray]:
         heading = np.arctan2(1.5 / 4.0 * np.cos(s / 4.0), 1.0)  # dx/dz
         y = 0.1 * np.sin(s / 1.3)
         poses.append(pose_from([x, y, s], [0.02 * np.sin(s / 2.0), heading, 0.01 * np.cos(s / 3.0)]))
-    first_inv = geo.invert_T(poses[0])
+    first_inv = invert_T(poses[0])
     return [first_inv @ T for T in poses]  # world = first camera frame, as the odometry reports
 
 
@@ -71,7 +73,7 @@ class SyntheticWorld:
     def observe(self, i: int):
         """(ids, pixels) of the points visible in frame i; the noise is drawn once per frame (a fixed detection)."""
         if i not in self._obs:
-            Xc = geo.transform(geo.invert_T(self.poses[i]), self.points)
+            Xc = transform(invert_T(self.poses[i]), self.points)
             px = geo.project(self.cam.K, Xc)
             vis = (Xc[:, 2] > 1.0) & (Xc[:, 2] < 40.0) & (px[:, 0] > 2) & (px[:, 0] < self.cam.width - 3) \
                 & (px[:, 1] > 2) & (px[:, 1] < self.cam.height - 3)
@@ -83,7 +85,7 @@ class SyntheticWorld:
     def depth_image(self, i: int) -> np.ndarray:
         """A depth image (metres, float32) with the true depth in a 3x3 blob at each visible point, 0 elsewhere."""
         ids, _ = self.observe(i)
-        Xc = geo.transform(geo.invert_T(self.poses[i]), self.points[ids])
+        Xc = transform(invert_T(self.poses[i]), self.points[ids])
         uv = np.round(geo.project(self.cam.K, Xc)).astype(int)
         depth = np.full((self.cam.height, self.cam.width), np.inf, np.float32)
         for du in (-1, 0, 1):
@@ -338,8 +340,8 @@ def test_lost_after_consecutive_failures_and_recovery(policy):
         assert after[0].state == INITIALIZING  # the next frame seeded a new reference at the held pose
         assert np.array_equal(after[0].pose, last_pose)
         # Motion during the 6 lost frames is unobserved: the segment continues from the held pose.
-        gt_delta = geo.invert_T(poses[35]) @ poses[69]  # frame 35 seeded the new reference
-        est_delta = geo.invert_T(after[0].pose) @ after[-1].pose
+        gt_delta = invert_T(poses[35]) @ poses[69]  # frame 35 seeded the new reference
+        est_delta = invert_T(after[0].pose) @ after[-1].pose
         assert np.linalg.norm(est_delta[:3, 3] - gt_delta[:3, 3]) < 0.05
 
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import data_dir
 from test_odometry import FakeFrontEnd, SyntheticWorld, path_length, sideways_trajectory
 
-from lightglue_ros.geometry import two_view as geo
+from lightglue_ros.core.lie import invert_T
 from lightglue_ros.matching.frontend import FrontEndConfig
 from lightglue_ros.odometry.odometry import OdometryConfig
 from lightglue_ros.odometry.pipeline import Pipeline, PipelineConfig
@@ -98,8 +98,8 @@ def test_time_jump_backwards_resets_without_moving_the_pose():
     # Tracking resumes from the held pose with the new stamps.
     outs = feed(p, world, range(21, 40), stamp=lambda i: 0.01 + 0.05 * (i - 20))
     assert outs[-1].odometry.state == TRACKING
-    delta_est = geo.invert_T(pose) @ p.pose
-    delta_gt = geo.invert_T(world.poses[20]) @ world.poses[39]
+    delta_est = invert_T(pose) @ p.pose
+    delta_gt = invert_T(world.poses[20]) @ world.poses[39]
     assert np.linalg.norm(delta_est[:3, 3] - delta_gt[:3, 3]) < 0.03
 
 
@@ -192,7 +192,7 @@ def test_slambook_rgbd_metric_translations_sift():
     assert p.state == TRACKING and o.odometry.metric
 
     def step(poses, a, b):
-        return float(np.linalg.norm((geo.invert_T(poses[a]) @ poses[b])[:3, 3]))
+        return float(np.linalg.norm((invert_T(poses[a]) @ poses[b])[:3, 3]))
 
     rel = [step(est, k - 1, k) / step(gt, k - 1, k) for k in range(1, 5)]
     total = step(est, 0, 4) / step(gt, 0, 4)
@@ -252,7 +252,7 @@ def test_whip_never_reports_a_wrong_pose_and_recovers():
         outcomes.append((o.outcome, o.reason))
         # (Before initialisation a rotation-only fit absorbs some translation: the whip comes later.)
         if o.odometry is not None and o.odometry.updated and o.odometry.state == TRACKING:
-            d = geo.invert_T(f.gt_pose) @ o.odometry.pose
+            d = invert_T(f.gt_pose) @ o.odometry.pose
             errors.append(np.degrees(Rotation.from_matrix(d[:3, :3]).magnitude()))
     assert all(outcome in OUTCOMES for outcome, _ in outcomes)
     assert all(reason for outcome, reason in outcomes if outcome == FAILED)

@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+
 class Outcome(StrEnum):
     """Every frame ends in exactly one of these (a StrEnum: equal to, and printed as, its plain string)."""
 

@@ -37,13 +37,14 @@ padded to a multiple of 32 (replicate, like the official code) and results are i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightglue_ros.core.image import image_to_tensor
 from lightglue_ros.features.weights import find_weights
 
 
@@ -731,25 +732,3 @@ class ALIKED(nn.Module):
         return AlikedFeatures(torch.zeros(0, 2, device=device),
                               torch.zeros(0, self.descriptor_dim, device=device, dtype=dtype),
                               torch.zeros(0, device=device, dtype=dtype), (int(w), int(h)))
-
-
-def image_to_tensor(image: np.ndarray, device: Union[str, torch.device] = "cpu") -> torch.Tensor:
-    """HxW / HxWx1 / HxWx3 (RGB) numpy image, uint8, uint16 or float in [0,1] -> [1,C,H,W] float32 in [0,1]."""
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-        raise ValueError(f"expected an HxW or HxWx3 image, got shape {img.shape}")
-    if img.size == 0:
-        raise ValueError(f"empty image (shape {img.shape})")
-    if img.dtype == np.uint8:
-        full_scale = 255.0
-    elif img.dtype == np.uint16:
-        full_scale = 65535.0
-    elif np.issubdtype(img.dtype, np.floating):
-        full_scale = 1.0
-    else:
-        raise ValueError(f"unsupported image dtype {img.dtype} (uint8, uint16 or float in [0,1])")
-    t = torch.from_numpy(np.ascontiguousarray(img)).to(device)
-    t = t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
-    return t.float().div_(full_scale)  # a division, like the reference's callers (bit-identical input)

@@ -17,7 +17,7 @@ the reference: its matched points inherit the reference's ids, the others get fr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import cv2
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from lightglue_ros.core.config import param
+from lightglue_ros.core.image import check_image, image_to_tensor, normalise_channels, to_grey, to_uint8
 from lightglue_ros.core.types import Telemetry, TrackResult
 
 BACKENDS = ("lightglue", "orb", "sift")
@@ -121,38 +122,6 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def to_grey(image: np.ndarray) -> np.ndarray:
-    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Accept uint8, uint16 (mono16 cameras) and float in [0,1]; everything downstream is uint8."""
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == np.uint16:
-        return (image >> 8).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.floating):
-        return (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    raise ValueError(f"unsupported image dtype {image.dtype}")
-
-
-def check_image(image) -> str:
-    """Reason the image cannot be used, or ''."""
-    if image is None:
-        return "no image"
-    if not isinstance(image, np.ndarray):
-        return f"image is not an array ({type(image).__name__})"
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        return f"image has unsupported shape {image.shape}"
-    if image.size == 0 or min(image.shape[:2]) == 0:
-        return "empty image"
-    if min(image.shape[:2]) < 16:
-        return f"image too small ({image.shape[1]}x{image.shape[0]}, need at least 16x16)"
-    if image.dtype not in (np.uint8, np.uint16) and not np.issubdtype(image.dtype, np.floating):
-        return f"unsupported image dtype {image.dtype}"
-    return ""
-
-
 def load_mask_image(path: str) -> Optional[np.ndarray]:
     """A mask file -> HxW bool (True = ignore: non-zero pixels); None when unset. Unreadable -> FrontEndError."""
     if not path:
@@ -161,14 +130,6 @@ def load_mask_image(path: str) -> Optional[np.ndarray]:
     if mask is None:
         raise FrontEndError(f"mask file '{path}' cannot be read as an image")
     return mask > 0
-
-
-def normalise_channels(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 3 and image.shape[2] == 1:
-        return image[..., 0]
-    if image.ndim == 3 and image.shape[2] == 4:
-        return image[..., :3]  # RGBA: alpha carries no texture
-    return image
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -225,18 +186,12 @@ class LightGlueBackend:
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.float16, enabled=self.dtype == torch.float16)
 
-    def _tensor(self, image: np.ndarray) -> torch.Tensor:
-        if image.ndim == 2 or not self.config.colour:
-            grey = to_grey(image)
-            image = np.repeat(grey[..., None], 3, axis=2)  # ALIKED was trained on RGB: replicate grey
-        t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
-        return t.permute(2, 0, 1)[None].float().div_(255.0)
-
     @torch.inference_mode()
     def extract(self, image: np.ndarray):
         given = None if self.dog is None else torch.from_numpy(self.dog_keypoints(image)).to(self.device)
         with self._autocast():
-            feats = self.extractor.extract(self._tensor(image), keypoints=given)
+            feats = self.extractor.extract(image_to_tensor(
+                image if self.config.colour else to_grey(image), self.device, rgb=True), keypoints=given)
             kpts = feats.keypoints.float()
             size = torch.tensor([image.shape[1], image.shape[0]], device=self.device, dtype=torch.float32)
             prepared = self.matcher.prepare(kpts, feats.descriptors, size)
@@ -314,7 +269,8 @@ class FrontEnd:
         if config.backend == "lightglue" and config.detector not in DETECTORS:
             raise FrontEndError(f"unknown detector '{config.detector}' ({' | '.join(DETECTORS)})")
         if config.max_keypoints == 0 or config.max_keypoints < -1:
-            raise FrontEndError(f"max_keypoints must be positive (or -1 with a detection threshold), got {config.max_keypoints}")
+            raise FrontEndError("max_keypoints must be positive (or -1 with a detection threshold), "
+                                f"got {config.max_keypoints}")
         device = resolve_device(config.device)  # validated for every backend: a typo must not pass silently
         self.device = device if config.backend == "lightglue" else torch.device("cpu")
         self.dtype = resolve_precision(config.precision, self.device)
@@ -335,7 +291,6 @@ class FrontEnd:
         if self.device.type == "cuda":
             return f"cuda:{torch.cuda.get_device_name(self.device)}"
         return "cpu"
-
 
     # ---- reference management -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -428,7 +383,8 @@ class FrontEnd:
             return result
         tel.keypoints0 = int(ref.valid.sum())
         if tel.keypoints1 < self.config.min_keypoints or tel.keypoints0 < self.config.min_keypoints:
-            result = TrackResult.empty(stamp, f"too few keypoints ({tel.keypoints0} reference, {tel.keypoints1} current)", tel)
+            result = TrackResult.empty(
+                stamp, f"too few keypoints ({tel.keypoints0} reference, {tel.keypoints1} current)", tel)
             result.kpts0, result.kpts1, result.ref_stamp = ref.keypoints, cur.keypoints, ref.stamp
             return result
         raw = self.backend.match(ref, cur)

@@ -44,10 +44,11 @@ from typing import Optional
 
 import numpy as np
 
-from lightglue_ros.geometry import two_view as geo
+from lightglue_ros.core.lie import invert_T, make_T, so3_log, transform
+from lightglue_ros import geometry as geo
 from lightglue_ros.core.config import param
 from lightglue_ros.core.types import INITIALIZING, LOST, TRACKING, Camera, OdometryResult, TrackResult
-from lightglue_ros.geometry.two_view import PoseConfig
+from lightglue_ros.geometry import PoseConfig
 
 
 # Monocular scale-propagation constants (measured on 400-frame synthetic drives with 0.5 px noise and 10% outliers:
@@ -115,36 +116,10 @@ class _Step:
     trans_parallax_px: float = float("inf")  # rotation-compensated median flow (what a new keyframe triangulates)
 
 
-def compose_covariance(T_w_kf: np.ndarray, cov_kf: np.ndarray, T_kf_cur: np.ndarray, cov_rel: np.ndarray) -> np.ndarray:
-    """First-order covariance of ``T_w_kf @ T_kf_cur`` (x y z roll pitch yaw, world frame).
-
-    The keyframe's orientation error swings the relative translation (lever arm); the relative covariance is
-    rotated into the world frame. The two are treated as independent.
-    """
-    R = T_w_kf[:3, :3]
-    lever = R @ T_kf_cur[:3, 3]
-    A = np.eye(6)
-    A[:3, 3:] = -geo.skew(lever)
-    G = np.zeros((6, 6))
-    G[:3, :3] = R
-    G[3:, 3:] = R
-    cov = A @ cov_kf @ A.T + G @ cov_rel @ G.T
-    return 0.5 * (cov + cov.T)
-
-
 def _unique(ids: np.ndarray) -> np.ndarray:
     """True for ids that occur once (a track matched twice is ambiguous: drop it from the map)."""
     _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     return counts[inverse] == 1
-
-
-def _rotvec(R: np.ndarray) -> np.ndarray:
-    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
-    theta = np.arccos(cos)
-    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    if theta < 1e-9:
-        return 0.5 * w
-    return theta / (2.0 * np.sin(theta)) * w if np.sin(theta) > 1e-9 else np.zeros(3)
 
 
 class VisualOdometry:
@@ -356,7 +331,7 @@ class VisualOdometry:
         out = np.zeros(len(lm_index), bool)
         if not has.any():
             return out
-        Xc = geo.transform(geo.invert_T(step.T_kf_cur), self._kf.xyz[lm_index[has]])
+        Xc = transform(invert_T(step.T_kf_cur), self._kf.xyz[lm_index[has]])
         err = np.linalg.norm(geo.project(camera.K, Xc) - p1[has], axis=1)
         out[has] = (Xc[:, 2] > 0) & (err < 2 * self.config.ransac_threshold_px)
         return out
@@ -371,7 +346,7 @@ class VisualOdometry:
         that the selection effect on the step and on the new landmarks is the same and cancels along the chain.
         """
         kf, K = self._kf, camera.K
-        T_cur_kf = geo.invert_T(step.T_kf_cur)
+        T_cur_kf = invert_T(step.T_kf_cur)
         _, d0, d1 = geo.triangulate(K, K, T_cur_kf, p0, p1)
         flow = geo.rotation_compensated_flow(K, K, T_cur_kf[:3, :3], p0, p1)
         z_lm = kf.xyz[np.maximum(lm_index, 0), 2]
@@ -428,9 +403,9 @@ class VisualOdometry:
                 may_promote=False)
         first = self._speed is None and self._last_step is None
         baseline = self._seed_baseline(stamp)
-        T_kf_cur = geo.make_T(est.R, est.t * baseline)
+        T_kf_cur = make_T(est.R, est.t * baseline)
         inl = est.inliers
-        X0, _, _ = geo.triangulate(camera.K, camera.K, geo.invert_T(T_kf_cur), p0[inl], p1[inl])
+        X0, _, _ = geo.triangulate(camera.K, camera.K, invert_T(T_kf_cur), p0[inl], p1[inl])
         ok = np.all(np.isfinite(X0), axis=1) & (X0[:, 2] > 0)
         cov, sigma = geo.pose_covariance(X0[ok], p1[inl][ok], T_kf_cur, camera.K)
         step = _Step(T_kf_cur, cov, est.num_inliers, est.parallax_px)
@@ -452,7 +427,7 @@ class VisualOdometry:
         matching; while waiting for parallax it must not, or the parallax would never accumulate.
         """
         cov = np.diag([1.0, 1.0, 1.0, 1e-6, 1e-6, 1e-6])
-        step = _Step(geo.make_T(est.R, np.zeros(3)), cov, est.num_inliers, est.parallax_px)
+        step = _Step(make_T(est.R, np.zeros(3)), cov, est.num_inliers, est.parallax_px)
         keyframe = may_promote and self._wants_keyframe(track, step)
         result = self._success(stamp, step, keyframe, reason=reason)
         if keyframe:
@@ -472,9 +447,9 @@ class VisualOdometry:
         cfg = self.config
         old = self._kf
         K = camera.K
-        T_cur_kf = geo.invert_T(step.T_kf_cur)
+        T_cur_kf = invert_T(step.T_kf_cur)
         X0, d0, d1 = geo.triangulate(K, K, T_cur_kf, p0, p1)
-        X1 = geo.transform(T_cur_kf, X0)
+        X1 = transform(T_cur_kf, X0)
         flow = geo.rotation_compensated_flow(K, K, T_cur_kf[:3, :3], p0, p1)
         rays = geo.bearings(K, p1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -494,7 +469,7 @@ class VisualOdometry:
         rho_c = np.zeros(len(ids))
         var_c = np.full(len(ids), np.inf)
         if carried.any():
-            Xc = geo.transform(T_cur_kf, old.xyz[lm_index[carried]])
+            Xc = transform(T_cur_kf, old.xyz[lm_index[carried]])
             rho_old = 1.0 / old.xyz[lm_index[carried], 2]
             good = Xc[:, 2] > 0
             idx = np.flatnonzero(carried)
@@ -549,7 +524,7 @@ class VisualOdometry:
                  initialises: bool = False) -> OdometryResult:
         kf = self._kf
         pose = kf.pose @ step.T_kf_cur
-        cov = compose_covariance(kf.pose, kf.cov, step.T_kf_cur, step.cov)
+        cov = geo.compose_covariance(kf.pose, kf.cov, step.T_kf_cur, step.cov)
         self._update_twist(pose, stamp, step.cov)
         self._pose, self._cov = pose, cov
         self._last_rel_cov = step.cov
@@ -592,10 +567,10 @@ class VisualOdometry:
             self._velocity = np.zeros(6)
             self._twist_cov = np.eye(6) * self.config.lost_covariance
             return
-        T = geo.invert_T(self._pose) @ pose  # T_prev_cur
+        T = invert_T(self._pose) @ pose  # T_prev_cur
         R_cur_prev = T[:3, :3].T
         v = R_cur_prev @ T[:3, 3] / dt
-        w = R_cur_prev @ _rotvec(T[:3, :3]) / dt
+        w = R_cur_prev @ so3_log(T[:3, :3]) / dt
         self._velocity = np.concatenate([v, w])
         # Both poses are measured against the same keyframe with similar errors: a first-order, independent sum.
         self._twist_cov = (rel_cov + self._last_rel_cov) / dt ** 2 + np.eye(6) * 1e-12

@@ -30,9 +30,10 @@ from typing import Optional
 
 import numpy as np
 
-from lightglue_ros.geometry import two_view as geo
+from lightglue_ros import geometry as geo
 from lightglue_ros.matching.frontend import FrontEnd, FrontEndConfig
 from lightglue_ros.odometry.odometry import OdometryConfig, VisualOdometry
+from lightglue_ros.core.image import check_image
 from lightglue_ros.core.types import FAILED, PROCESSED, SKIPPED, Camera, FrameOutcome
 
 
@@ -40,17 +41,6 @@ from lightglue_ros.core.types import FAILED, PROCESSED, SKIPPED, Camera, FrameOu
 class PipelineConfig:
     frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
     odometry: OdometryConfig = field(default_factory=OdometryConfig)
-
-
-def check_image(image) -> str:
-    """Why ``image`` is not a usable HxW / HxWxC array ("" when it is)."""
-    if not isinstance(image, np.ndarray):
-        return f"bad image: {type(image).__name__}, expected a numpy array"
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        return f"bad image: shape {image.shape}"
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        return f"bad image: empty {image.shape}"
-    return ""
 
 
 class Pipeline:

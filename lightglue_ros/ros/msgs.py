@@ -23,7 +23,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from lightglue_ros.geometry.two_view import skew
+from lightglue_ros.core.lie import skew
 from lightglue_ros.core.types import DISTORTION_MODELS, Camera
 
 try:  # ROS 2 cv_bridge: only on a real ROS install
@@ -191,7 +191,7 @@ def camera_from_msg(msg: CameraInfo) -> Camera:
     not positive, last row not 0 0 1: an unset K is all zeros), ``bad_camera_info_unknown_model`` (a distortion
     model the camera model does not know), ``bad_camera_info_distortion`` (coefficients that do not fit the model).
     """
-    from lightglue_ros.geometry import two_view as geometry  # lazy: geometry pulls poselib, not needed for plain image conversion
+    from lightglue_ros import geometry as geometry  # lazy: geometry pulls poselib, not needed for plain image conversion
 
     if msg.width == 0 or msg.height == 0:
         raise ConversionError("bad_camera_info_size", f"size {msg.width}x{msg.height}")

@@ -38,7 +38,7 @@ from std_srvs.srv import Trigger
 from lightglue_ros.ros import msgs as conv
 from lightglue_ros.ros.params import (NODE_NAME, NodeSettings, ParameterError, build_configs, declare_all,
                                       load_mask_file, parameter_table)
-from lightglue_ros.matching.frontend import FrontEndConfig, check_image
+from lightglue_ros.core.image import check_image
 from lightglue_ros.odometry.odometry import OdometryConfig
 from lightglue_ros.core.types import FAILED, LOST, PROCESSED, SKIPPED, TRACKING, Camera, FrameOutcome, reason_key
 
@@ -782,7 +782,7 @@ class MatcherNode(Node):
         p0, p1 = track.points0, track.points1
         xyz = None
         if small.depth is not None and small.camera is not None:
-            from lightglue_ros.geometry.two_view import lift_keypoints
+            from lightglue_ros.geometry import lift_keypoints
 
             cfg = self.od_cfg
             xyz = lift_keypoints(p1, small.depth, small.camera, cfg.min_depth, cfg.max_depth,

@@ -29,6 +29,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from lightglue_ros.core.image import image_to_tensor
 from lightglue_ros.eval import metrics as evaluate
 
 WARMUP_FRAMES = 2
@@ -173,14 +174,6 @@ def bench_streaming(frames: list, cfg, runs: int) -> Timing:
     return t
 
 
-def _image_tensor(img: np.ndarray, device: str):
-    """RGB uint8 HxWx3 -> 1x3xHxW float in [0, 1]: the same conversion the reference extraction gets."""
-    import torch
-
-    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div(255.0)[None]
-    return t.to(device)
-
-
 def bench_our_extraction(frames: list, cfg, runs: int) -> Timing:
     """Our ALIKED alone (no matcher preparation, no front-end bookkeeping), like `reference_extract`."""
     import torch
@@ -196,7 +189,7 @@ def bench_our_extraction(frames: list, cfg, runs: int) -> Timing:
         _sync(device)
         t0 = time.perf_counter()
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=fp16):
-            feats = backend.extractor.extract(_image_tensor(img, device))
+            feats = backend.extractor.extract(image_to_tensor(img, device))
             feats.keypoints.cpu()  # results on the host, as the reference's caller would use them
         _sync(device)
         return (time.perf_counter() - t0) * 1e3
@@ -445,7 +438,7 @@ def two_view_config(od):
     matches (a policy for chaining poses). The pose AUC of the papers scores whatever the estimator returns,
     so those checks are switched off here; PoseLib itself still needs 5 inliers.
     """
-    from lightglue_ros.geometry.two_view import PoseConfig
+    from lightglue_ros.geometry import PoseConfig
 
     cfg = PoseConfig.of(od)
     return dataclasses.replace(cfg, min_matches=5, min_inliers=5, min_parallax_px=0.0, rotation_parallax_px=1e-9)
@@ -458,7 +451,7 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
     """
     from collections import deque
 
-    from lightglue_ros.geometry import two_view as geometry
+    from lightglue_ros import geometry as geometry
 
     errors = []
     window: deque = deque(maxlen=gap + 1)

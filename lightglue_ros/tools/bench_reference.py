@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightglue_ros.core.image import image_to_tensor
+
 STANDIN_NOTE = (
     "reference loaded with a pure-torch stand-in for torchvision.ops.deform_conv2d and resnet.conv1x1/conv3x3"
 )
@@ -223,17 +225,6 @@ def load_reference() -> SimpleNamespace:
     return _LOADED
 
 
-def _image_tensor(image: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
-    """HxW / HxWx3 uint8 numpy (RGB) or a float [0,1] tensor (CxHxW or 1xCxHxW) -> 1xCxHxW float tensor."""
-    if isinstance(image, torch.Tensor):
-        t = image.float()
-        return t[None] if t.dim() == 3 else t
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = img[..., None]
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div(255.0)[None]
-
-
 def reference_extract(model, image_rgb_uint8: Union[np.ndarray, torch.Tensor], resize: Optional[int] = None,
                       device: Union[str, torch.device] = "cpu") -> dict:
     """Run the reference ALIKED the way its API is used: ``model.extract(image[1,C,H,W] float in [0,1])``.
@@ -242,7 +233,7 @@ def reference_extract(model, image_rgb_uint8: Union[np.ndarray, torch.Tensor], r
     keypoints are in pixels of the given image. Returns the reference dict with the batch dimension removed
     (``keypoints`` [N,2], ``descriptors`` [N,D], ``keypoint_scores`` [N], ``image_size`` [2]).
     """
-    img = _image_tensor(image_rgb_uint8).to(device)
+    img = image_to_tensor(image_rgb_uint8, device)
     with torch.inference_mode():
         feats = model.extract(img, resize=resize)
     return {k: (v[0] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in feats.items()}
@@ -312,7 +303,7 @@ def benchmark_aliked(sizes=((1226, 370), (640, 480)), runs: int = 5, threads: in
 
     import cv2
 
-    from lightglue_ros.features.aliked import ALIKED, AlikedConfig, deform_conv2d, image_to_tensor
+    from lightglue_ros.features.aliked import ALIKED, AlikedConfig, deform_conv2d
 
     torch.set_num_threads(threads)
     now = time.perf_counter if clock == "wall" else time.process_time

@@ -438,7 +438,7 @@ def _camera(intr: Sequence[float], image: np.ndarray):
 
 def match_pair(img0, img1, cam0, cam1, fe_cfg, od_cfg=None):
     """Front end on two images + PoseLib relative pose. Returns (TrackResult, RelativePose)."""
-    from lightglue_ros.geometry import two_view as geometry
+    from lightglue_ros import geometry as geometry
     from lightglue_ros.matching.frontend import FrontEnd
     from lightglue_ros.odometry.odometry import OdometryConfig
 

@@ -1,0 +1,61 @@
+"""Rotations and rigid transforms: one home for SE(3)/SO(3) helpers (no ROS, numpy only).
+
+``T_a_b`` (4x4 float64) maps points of frame b into frame a.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def make_T(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """4x4 transform from a rotation and a translation."""
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = np.ravel(t)
+    return T
+
+
+def invert_T(T: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid transform (``T_b_a`` from ``T_a_b``)."""
+    R, t = T[:3, :3], T[:3, 3]
+    return make_T(R.T, -R.T @ t)
+
+
+def transform(T: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Apply ``T`` to (N,3) points."""
+    return X @ T[:3, :3].T + T[:3, 3]
+
+
+def skew(v: np.ndarray) -> np.ndarray:
+    """[v]x: the cross-product matrix, skew(a) @ b == np.cross(a, b)."""
+    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], np.float64)
+
+
+def so3_exp(phi: np.ndarray) -> np.ndarray:
+    """Rotation matrix of the rotation vector ``phi`` (Rodrigues)."""
+    theta = float(np.linalg.norm(phi))
+    if theta < 1e-12:
+        return np.eye(3)
+    k = phi / theta
+    Kx = skew(k)
+    return np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * Kx @ Kx
+
+
+def so3_log(R: np.ndarray) -> np.ndarray:
+    """Rotation vector of the rotation matrix ``R`` (inverse of `so3_exp`, angle in [0, pi])."""
+    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    theta = np.arccos(cos)
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    if theta < 1e-9:
+        return 0.5 * w
+    if np.sin(theta) > 1e-6:
+        return theta / (2.0 * np.sin(theta)) * w
+    # Near pi the antisymmetric part vanishes: the axis is the dominant column of R + I.
+    B = (R + np.eye(3)) / 2.0
+    axis = B[:, int(np.argmax(np.diag(B)))]
+    return theta * axis / np.linalg.norm(axis)
+
+
+def rotation_angle_deg(R: np.ndarray) -> float:
+    """Angle of the rotation ``R`` in degrees."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
