@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, data_dir
 
-from lightglue_ros.tools.cli import FRAME_COLUMNS, main
+from lightglue_ros.odometry.runner import FRAME_COLUMNS
+from lightglue_ros.tools.cli import main
 
 SYN = "synthetic:frames=15,width=320,height=240"
 DOCUMENTED = ("stamp", "outcome", "reason", "keypoints", "matches", "inliers", "stop_layer", "pruned",

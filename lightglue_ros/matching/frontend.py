@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from lightglue_ros.core.errors import LightGlueRosError
 from lightglue_ros.core.config import param
 from lightglue_ros.core.image import check_image, image_to_tensor, normalise_channels, to_grey, to_uint8
 from lightglue_ros.core.types import Telemetry, TrackResult
@@ -75,7 +76,7 @@ class FrontEndConfig:
                                  "(sub-pixel, translation only) before the pose; ~45 ms per 500 matches on a CPU.")
 
 
-class FrontEndError(ValueError):
+class FrontEndError(LightGlueRosError, ValueError):
     """A configuration the front end cannot run with (raised at construction, never from track)."""
 
 

@@ -14,6 +14,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
+from lightglue_ros.core.errors import LightGlueRosError
 from lightglue_ros.core.config import FieldDoc, field_default, field_doc
 from lightglue_ros.matching.frontend import FrontEndConfig
 from lightglue_ros.odometry.odometry import OdometryConfig
@@ -111,7 +112,7 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return d
 
 
-class ParameterError(ValueError):
+class ParameterError(LightGlueRosError, ValueError):
     """A parameter value the node cannot start with."""
 
 

@@ -29,8 +29,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from lightglue_ros.core.errors import UserError
 from lightglue_ros.core.image import image_to_tensor
 from lightglue_ros.eval import metrics as evaluate
+from lightglue_ros.tools.args import positive_int
 
 WARMUP_FRAMES = 2
 
@@ -315,7 +317,6 @@ def bench_reference_matcher(frames: list, r: Reference, runs: int) -> tuple[Timi
 # ---------------------------------------------------------------------------------------------------- frontend
 
 def run_frontend_bench(args) -> dict:
-    from lightglue_ros.tools.cli import UserError
     from lightglue_ros.matching.frontend import FrontEndConfig
 
     from lightglue_ros.matching.frontend import resolve_device
@@ -494,7 +495,7 @@ def backend_config(spec: str, **fields):
 
 
 def run_accuracy_bench(args) -> dict:
-    from lightglue_ros.tools.cli import UserError, evaluate_run, run_sequence
+    from lightglue_ros.odometry.runner import run_sequence
     from lightglue_ros.io.datasets import open_sequence
     from lightglue_ros.matching.frontend import DETECTORS, FrontEnd
     from lightglue_ros.odometry.odometry import OdometryConfig
@@ -515,7 +516,7 @@ def run_accuracy_bench(args) -> dict:
     results = []
     for backend, fe_cfg in backends:
         run = run_sequence(seq, PipelineConfig(frontend=fe_cfg, odometry=od), progress=not args.quiet, desc=backend)
-        res, why = evaluate_run(seq, run, out=None)
+        res, why = evaluate.evaluate_run(seq, run, out=None)
         errors = _pair_errors(seq, FrontEnd(fe_cfg), pair_cfg, args.pairs_gap)
         auc = evaluate.pose_auc(errors, (5.0, 10.0, 20.0))
         n_proc = sum(1 for r in run.rows if r["outcome"] == "processed")
@@ -558,7 +559,6 @@ def cmd_accuracy(args) -> int:
 # ---------------------------------------------------------------------------------------------------- parser
 
 def add_parser(subparsers) -> None:
-    from lightglue_ros.tools.cli import _positive_int
 
     p = subparsers.add_parser("bench", help="speed (frontend) and accuracy benchmarks",
                               description="Benchmarks. See `bench frontend --help` and `bench accuracy --help`.")
@@ -568,13 +568,13 @@ def add_parser(subparsers) -> None:
     f = sub.add_parser("frontend", help="time our front end against the official reference",
                        description=__doc__.split("``bench accuracy``")[0].strip())
     f.add_argument("source", metavar="SOURCE", help="any `run` source, e.g. synthetic:width=1226,height=370")
-    f.add_argument("--max-frames", type=_positive_int, default=20, metavar="N", help="frames to use (20)")
-    f.add_argument("--max-keypoints", type=_positive_int, default=1024, metavar="N", help="keypoints (1024)")
-    f.add_argument("--runs", type=_positive_int, default=3, metavar="R", help="passes over the frames (3)")
+    f.add_argument("--max-frames", type=positive_int, default=20, metavar="N", help="frames to use (20)")
+    f.add_argument("--max-keypoints", type=positive_int, default=1024, metavar="N", help="keypoints (1024)")
+    f.add_argument("--runs", type=positive_int, default=3, metavar="R", help="passes over the frames (3)")
     f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     f.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto")
-    f.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: torch's)")
-    f.add_argument("--resize", type=_positive_int, metavar="PX", help="resize the long side (default: native)")
+    f.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
+    f.add_argument("--resize", type=positive_int, metavar="PX", help="resize the long side (default: native)")
     f.add_argument("--no-reference", action="store_true", help="skip the official reference")
     f.add_argument("--json", metavar="FILE", help="write all numbers as JSON")
     f.set_defaults(func=cmd_frontend)
@@ -589,11 +589,11 @@ def add_parser(subparsers) -> None:
     a.add_argument("--backends", default="lightglue,sift,orb",
                    help="comma-separated (lightglue,sift,orb); lightglue:dog picks DoG keypoints, "
                         "lightglue:norefine skips the patch alignment of matched points")
-    a.add_argument("--max-frames", type=_positive_int, metavar="N")
-    a.add_argument("--max-keypoints", type=_positive_int, default=1024, metavar="N")
-    a.add_argument("--pairs-gap", type=_positive_int, default=1, metavar="K", help="pair frame i with i+K (1)")
+    a.add_argument("--max-frames", type=positive_int, metavar="N")
+    a.add_argument("--max-keypoints", type=positive_int, default=1024, metavar="N")
+    a.add_argument("--pairs-gap", type=positive_int, default=1, metavar="K", help="pair frame i with i+K (1)")
     a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    a.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: torch's)")
+    a.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
     a.add_argument("--json", metavar="FILE")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_accuracy)

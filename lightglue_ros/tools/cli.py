@@ -11,32 +11,22 @@ never a traceback; bugs still raise, so they are not hidden behind a friendly li
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import sys
-import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from lightglue_ros.core.errors import LightGlueRosError, UserError
 from lightglue_ros.eval import metrics as evaluate
-from lightglue_ros.core.types import FAILED, OUTCOMES, PROCESSED, FrameOutcome, reason_key
+from lightglue_ros.odometry.runner import FRAME_COLUMNS, match_pair, run_sequence, summarize, write_frames_csv
+from lightglue_ros.tools.args import positive_int
 
 PROG = "lightglue-ros"
 BACKENDS = ("lightglue", "orb", "sift")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
 DETECTORS = ("aliked", "dog")
-
-#: frames.csv columns, in order (documented in the README of the run command's --help).
-FRAME_COLUMNS = ("index", "stamp", "outcome", "reason", "keypoints", "matches", "inliers", "stop_layer", "pruned",
-                 "extract_ms", "match_ms", "pose_ms", "total_ms", "state")
-
-
-class UserError(Exception):
-    """A mistake in the command line or the inputs; printed as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,34 +36,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
 
 
-def _user_error_types() -> tuple:
-    """Exception types that mean 'the user gave us something wrong', collected from the modules that raise them."""
-    types: list = [UserError, evaluate.EvaluationError]
-    for mod, name in (("lightglue_ros.io.datasets", "DatasetError"), ("lightglue_ros.features.weights", "WeightsError"),
-                      ("lightglue_ros.matching.frontend", "FrontEndError")):
-        try:
-            module = __import__(mod, fromlist=[name])
-            types.append(getattr(module, name))
-        except Exception:  # module not there (yet): nothing of it can be raised either
-            pass
-    return tuple(types)
-
-
 # ---------------------------------------------------------------------------------------------------- config
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
 
 def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optional[int] = None) -> None:
     p.add_argument("--backend", choices=BACKENDS, help="feature backend (default: lightglue = ALIKED + LightGlue)")
-    p.add_argument("--max-keypoints", type=_positive_int, default=max_keypoints_default, metavar="N",
+    p.add_argument("--max-keypoints", type=positive_int, default=max_keypoints_default, metavar="N",
                    help="keypoints per frame (default 1024)")
     p.add_argument("--detector", choices=DETECTORS,
                    help="lightglue backend's keypoints: aliked (ALIKED's own, default) or dog (OpenCV's DoG: "
@@ -86,7 +53,7 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
                    help="LightGlue early exit (default 0.95; -1 runs all layers)")
     p.add_argument("--width-confidence", type=float, metavar="C",
                    help="LightGlue point pruning (default 0.99; -1 disables)")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
+    p.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 avoids oversubscription on busy machines)")
 
 
@@ -195,114 +162,6 @@ def config_dict(cfg) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- run
 
-@dataclass
-class RunResult:
-    rows: list  # one dict per frame (FRAME_COLUMNS)
-    stamps: list  # stamps of the frames with a pose
-    poses: list  # 4x4 T_world_cam of those frames
-    wall_s: float
-    metric: bool  # the odometry produced metric translation (RGB-D)
-    interrupted: bool = False  # Ctrl-C: the rows so far are still written
-
-
-def frame_row(index: int, outcome: FrameOutcome) -> dict:
-    """One frames.csv row. ``index`` is the frame's position in the source (before --stride)."""
-    tr, od = outcome.track, outcome.odometry
-    tel = tr.telemetry if tr is not None else None
-    return {
-        "index": index,
-        "stamp": evaluate.format_stamp(outcome.stamp),
-        "outcome": outcome.outcome,
-        "reason": outcome.reason,
-        "keypoints": tel.keypoints1 if tel is not None else 0,
-        "matches": tr.num_matches if tr is not None else 0,
-        "inliers": od.inliers if od is not None else 0,
-        "stop_layer": tel.stop_layer if tel is not None else 0,
-        "pruned": (tel.pruned0 + tel.pruned1) if tel is not None else 0,
-        "extract_ms": round(outcome.extract_ms, 3),
-        "match_ms": round(outcome.match_ms, 3),
-        "pose_ms": round(outcome.pose_ms, 3),
-        "total_ms": round(outcome.total_ms, 3),
-        "state": od.state if od is not None else "",
-    }
-
-
-def process_frame(pipeline, frame) -> FrameOutcome:
-    """One frame through the pipeline; a frame the reader could not read is `failed` here, with its reason."""
-    if frame.image is None or frame.error:
-        return FrameOutcome(stamp=float(frame.stamp), outcome=FAILED,
-                            reason=f"unreadable: {frame.error or 'no image'}")
-    return pipeline.process(frame.image, frame.camera, frame.stamp, depth=frame.depth)
-
-
-def run_sequence(seq, pipeline_cfg, progress: bool = True, desc: str = "") -> RunResult:
-    from tqdm import tqdm
-
-    from lightglue_ros.odometry.pipeline import Pipeline
-
-    pipeline = Pipeline(pipeline_cfg)
-    rows, stamps, poses, metric, interrupted = [], [], [], False, False
-    # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI), on otherwise.
-    bar = tqdm(total=len(seq), desc=desc or getattr(seq, "name", ""), unit="frame", file=sys.stderr,
-               disable=None if progress else True, leave=False)
-    t0 = time.perf_counter()
-    try:
-        for frame in seq:
-            # Keep only the row and the pose: whole outcomes (keypoint arrays) of a long sequence fill memory.
-            outcome = process_frame(pipeline, frame)
-            rows.append(frame_row(frame.index, outcome))
-            od = outcome.odometry
-            if od is not None and od.pose is not None and np.all(np.isfinite(od.pose)):
-                stamps.append(float(outcome.stamp))
-                poses.append(np.asarray(od.pose, dtype=float))
-                metric = metric or bool(od.metric)
-            bar.update(1)
-    except KeyboardInterrupt:  # a long run stopped by hand still leaves its files behind
-        interrupted = True
-    bar.close()
-    return RunResult(rows=rows, stamps=stamps, poses=poses, wall_s=time.perf_counter() - t0, metric=metric,
-                     interrupted=interrupted)
-
-
-def write_frames_csv(path: Path, rows: Sequence[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FRAME_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-
-
-def _mean(values) -> Optional[float]:
-    vals = [float(v) for v in values]
-    return float(np.mean(vals)) if vals else None
-
-
-def summarize(run: RunResult) -> dict:
-    rows = run.rows
-    n = len(rows)
-    by_outcome = Counter(r["outcome"] for r in rows)
-    reasons = {o: dict(Counter(reason_key(r["reason"]) if r["reason"] else "ok" for r in rows if r["outcome"] == o))
-               for o in OUTCOMES}
-    processed = [r for r in rows if r["outcome"] == PROCESSED]
-    busy_ms = sum(r["total_ms"] for r in rows)
-    return {
-        "frames": n,
-        "poses": len(run.poses),
-        "outcomes": {o: by_outcome.get(o, 0) for o in OUTCOMES},
-        "reasons": reasons,
-        "wall_s": run.wall_s,
-        "fps_wall": n / run.wall_s if run.wall_s > 0 else None,  # with reading and decoding images
-        "fps_pipeline": n / (busy_ms / 1000.0) if busy_ms > 0 else None,  # pipeline time only
-        "mean_stop_layer": _mean(r["stop_layer"] for r in rows if r["stop_layer"] > 0),
-        "mean_pruned": _mean(r["pruned"] for r in rows if r["stop_layer"] > 0),
-        "mean_keypoints": _mean(r["keypoints"] for r in rows if r["keypoints"] > 0),
-        "mean_matches": _mean(r["matches"] for r in processed),
-        "mean_inliers": _mean(r["inliers"] for r in processed),
-        "mean_ms": {k: _mean(r[k] for r in rows if r["total_ms"] > 0)
-                    for k in ("extract_ms", "match_ms", "pose_ms", "total_ms")},
-        "metric_translation": run.metric,
-    }
-
-
 def open_source(args):
     from lightglue_ros.io.datasets import open_sequence
 
@@ -314,28 +173,6 @@ def open_source(args):
     if getattr(args, "intrinsics", None):
         kwargs["intrinsics"] = tuple(args.intrinsics)
     return open_sequence(args.source, **kwargs)
-
-
-def evaluate_run(seq, run: RunResult, out: Optional[Path] = None, plot: bool = True):
-    """Evaluate a run against the sequence's GT (and write groundtruth.tum / trajectory.png into ``out``)."""
-    gt = seq.ground_truth()
-    if not gt:
-        raise UserError(f"source {seq.name} has no ground-truth poses")
-    gt_stamps, gt_poses = [s for s, _ in gt], [T for _, T in gt]
-    if out is not None:
-        evaluate.write_tum(out / "groundtruth.tum", gt_stamps, gt_poses)
-    if len(run.poses) < 3:
-        return None, f"only {len(run.poses)} estimated poses: nothing to evaluate"
-    mono = not (run.metric and getattr(seq, "metric_gt", False))
-    try:
-        res, est_a, gt_a = evaluate.evaluate(evaluate.trajectory_from_poses(run.stamps, run.poses, "estimate"),
-                                             evaluate.trajectory_from_poses(gt_stamps, gt_poses, "groundtruth"),
-                                             mono=mono)
-    except evaluate.EvaluationError as exc:
-        return None, str(exc)
-    if out is not None and plot:
-        evaluate.plot_topdown(out / "trajectory.png", est_a, gt_a, title=seq.name)
-    return res, ""
 
 
 def cmd_run(args) -> int:
@@ -352,7 +189,7 @@ def cmd_run(args) -> int:
                                                         "has_depth": seq.has_depth, "has_gt": seq.has_gt},
                **summarize(run), "interrupted": run.interrupted, "config": config_dict(cfg), "metrics": None}
     if args.gt and not run.interrupted:
-        res, why = evaluate_run(seq, run, out)
+        res, why = evaluate.evaluate_run(seq, run, out)
         summary["metrics"] = res.to_dict() if res is not None else {"error": why}
     evaluate.write_json(out / "summary.json", summary)
     _print_run(summary, out)
@@ -398,8 +235,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     add_frontend_args(p)
     p.add_argument("--ransac-threshold", type=float, metavar="PX", help="PoseLib RANSAC threshold in pixels")
-    p.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="use every K-th frame")
-    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    p.add_argument("--stride", type=positive_int, default=1, metavar="K", help="use every K-th frame")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--depth", action="store_true", help="use the depth images (RGB-D: metric odometry)")
     p.add_argument("--gt", action="store_true", help="evaluate against the source's ground truth right away")
     p.add_argument("--config", metavar="FILE.yaml", help="settings file (frontend:/odometry: sections); flags win")
@@ -434,21 +271,6 @@ def _camera(intr: Sequence[float], image: np.ndarray):
         raise UserError(f"intrinsics: fx and fy must be positive, got {fx} {fy}")
     h, w = image.shape[:2]
     return Camera.pinhole(w, h, fx, fy, cx, cy)
-
-
-def match_pair(img0, img1, cam0, cam1, fe_cfg, od_cfg=None):
-    """Front end on two images + PoseLib relative pose. Returns (TrackResult, RelativePose)."""
-    from lightglue_ros import geometry as geometry
-    from lightglue_ros.matching.frontend import FrontEnd
-    from lightglue_ros.odometry.odometry import OdometryConfig
-
-    fe = FrontEnd(dataclasses.replace(fe_cfg, auto_promote=True))
-    fe.track(img0, stamp=0.0)
-    tr = fe.track(img1, stamp=1.0)
-    if not tr.ok:
-        raise UserError(f"matching failed: {tr.reason}")
-    rel = geometry.relative_pose(tr.points0, tr.points1, cam0, cam1, od_cfg or OdometryConfig())
-    return tr, rel
 
 
 def cmd_pair(args) -> int:
@@ -559,10 +381,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    user_errors = _user_error_types()
     try:
         return int(args.func(args) or 0)
-    except user_errors as exc:
+    except LightGlueRosError as exc:  # the package's own errors: a mistake in the input, one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
