@@ -13,8 +13,7 @@ import torch.nn.functional as F
 
 from conftest import data_dir
 from lightglue_ros.core.image import image_to_tensor
-from lightglue_ros.features.aliked import (VARIANTS, ALIKED, AlikedConfig, AlikedFeatures, deform_conv2d,
-                                         simple_nms)
+from lightglue_ros.features.aliked import VARIANTS, ALIKED, AlikedConfig, AlikedFeatures, deform_conv2d, simple_nms
 
 cv2 = pytest.importorskip("cv2")
 

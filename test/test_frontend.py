@@ -129,7 +129,10 @@ def test_specular_threshold_masks_bright_pixels(frames, lightglue_frontend):
     fe = FrontEnd(FrontEndConfig(backend="orb", specular_threshold=250, **SMALL))
     fe.track(img0)
     r = fe.track(img1)
-    inside = lambda p: (p[:, 0] > w // 4 - 2) & (p[:, 0] < w // 2 + 1) & (p[:, 1] > h // 4 - 2) & (p[:, 1] < h // 2 + 1)
+
+    def inside(p):
+        return (p[:, 0] > w // 4 - 2) & (p[:, 0] < w // 2 + 1) & (p[:, 1] > h // 4 - 2) & (p[:, 1] < h // 2 + 1)
+
     assert r.ok and not inside(r.points1).any()
 
 
@@ -184,4 +187,3 @@ def test_telemetry(frames, lightglue_frontend):
     assert 1 <= t.stop_layer <= 9 and t.keypoints0 > 100 and t.keypoints1 > 100
     assert 0 < t.extract_ms and 0 < t.match_ms and t.total_ms >= t.extract_ms + t.match_ms - 1e-3
     assert 0 <= t.pruned0 <= t.keypoints0 and 0 <= t.pruned1 <= t.keypoints1
-

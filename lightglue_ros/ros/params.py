@@ -23,7 +23,6 @@ from lightglue_ros.ros import msgs as conv
 NODE_NAME = "lightglue_matcher"
 
 
-
 @dataclass(frozen=True)
 class ParamSpec:
     """One ROS parameter: where it goes, its default, its description and its valid values."""
@@ -74,6 +73,7 @@ NODE_PARAMS: Tuple[ParamSpec, ...] = (
               "applied by the node so it follows max_image_size.", covers="frontend.static_mask"),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", lo=0.05, hi=3600.0),
 )
+
 
 def _config_specs(cls, target: str, taken: set) -> List[ParamSpec]:
     """One ParamSpec per documented dataclass field (core.config.param) not covered by a node parameter."""
