@@ -452,7 +452,7 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
     """
     from collections import deque
 
-    from lightglue_ros import geometry as geometry
+    from lightglue_ros import geometry
 
     errors = []
     window: deque = deque(maxlen=gap + 1)
@@ -466,7 +466,10 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
         fe.reset()
         fe.track(f0.image, stamp=f0.stamp)
         tr = fe.track(f1.image, stamp=f1.stamp)
-        rel = geometry.relative_pose(tr.points0, tr.points1, f0.camera, f1.camera, pose_cfg) if tr.ok else None
+        # The pose needs undistorted pixels, as the odometry gives it (TUM fr1/fr2 and EuRoC cameras distort).
+        rel = geometry.relative_pose(geometry.undistort_points(f0.camera, tr.points0),
+                                     geometry.undistort_points(f1.camera, tr.points1),
+                                     f0.camera, f1.camera, pose_cfg) if tr.ok else None
         if rel is None or not rel.ok:
             errors.append(math.inf)  # as in the papers: a failed estimate is an infinite error
             continue
