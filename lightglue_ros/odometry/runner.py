@@ -22,7 +22,7 @@ from lightglue_ros.eval.metrics import format_stamp
 
 #: frames.csv columns, in order (documented in the README of the run command's --help).
 FRAME_COLUMNS = ("index", "stamp", "outcome", "reason", "keypoints", "matches", "inliers", "stop_layer", "pruned",
-                 "extract_ms", "match_ms", "pose_ms", "total_ms", "state")
+                 "extract_ms", "match_ms", "pose_ms", "total_ms", "state", "scale_source")
 
 
 @dataclass
@@ -54,6 +54,7 @@ def frame_row(index: int, outcome: FrameOutcome) -> dict:
         "pose_ms": round(outcome.pose_ms, 3),
         "total_ms": round(outcome.total_ms, 3),
         "state": od.state if od is not None else "",
+        "scale_source": od.scale_source if od is not None else "",
     }
 
 

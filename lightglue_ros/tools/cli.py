@@ -152,6 +152,8 @@ def pipeline_config_from_args(args):
         od_changes["ransac_threshold_px"] = args.ransac_threshold
     if getattr(args, "depth", False):
         od_changes["use_depth"] = True
+    if getattr(args, "camera_height", None) is not None:
+        od_changes["camera_height"] = args.camera_height
     od = dataclasses.replace(od, **od_changes)
     return PipelineConfig(frontend=fe, odometry=od)
 
@@ -235,6 +237,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     add_frontend_args(p)
     p.add_argument("--ransac-threshold", type=float, metavar="PX", help="PoseLib RANSAC threshold in pixels")
+    p.add_argument("--camera-height", type=float, metavar="M",
+                   help="monocular ground robot: camera height above flat ground (m); makes the trajectory metric")
     p.add_argument("--stride", type=positive_int, default=1, metavar="K", help="use every K-th frame")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--depth", action="store_true", help="use the depth images (RGB-D: metric odometry)")
