@@ -71,7 +71,7 @@ class FrontEndConfig:
     auto_promote: bool = param(True, "True: every frame becomes the next reference; False: the caller promotes "
                                "(the pipeline fixes it to false: the odometry chooses keyframes).", parameter=False)
     ratio_test: float = param(0.8, "ORB/SIFT: Lowe's ratio test threshold.", lo=0.0, hi=1.0)
-    # ORB and SIFT stay the classic baselines: only the lightglue backend aligns its matches (refine.py).
+    # ORB and SIFT stay the classic baselines: only the lightglue backend aligns its matches (matching/refine.py).
     refine_matches: bool = param(True, "lightglue backend: align each matched point to its reference patch "
                                  "(sub-pixel, translation only) before the pose; ~45 ms per 500 matches on a CPU.")
 

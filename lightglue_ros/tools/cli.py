@@ -1,7 +1,7 @@
 """`lightglue-ros`: the offline tools. No ROS here; everything runs on datasets and image files.
 
     lightglue-ros run SOURCE --out DIR      odometry over a sequence -> trajectory.tum, frames.csv, summary.json
-    lightglue-ros eval TRAJ GT              evo APE/RPE of a TUM trajectory (see evaluate.py)
+    lightglue-ros eval TRAJ GT              evo APE/RPE of a TUM trajectory (see eval/metrics.py)
     lightglue-ros pair IMG0 IMG1 ...        match two images, print the relative pose
     lightglue-ros bench frontend|accuracy   speed against the official reference / accuracy per backend
 
