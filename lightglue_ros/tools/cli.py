@@ -282,7 +282,7 @@ def cmd_pair(args) -> int:
     cam0 = _camera(args.intrinsics, img0)
     cam1 = _camera(args.intrinsics1 or args.intrinsics, img1)
     fe_cfg = frontend_config_from_args(args)
-    tr, rel = match_pair(img0, img1, cam0, cam1, fe_cfg)
+    tr, rel, weak = match_pair(img0, img1, cam0, cam1, fe_cfg)
     inl = int(rel.num_inliers) if rel.ok else 0
     R = np.asarray(rel.R, dtype=float) if rel.ok else None
     t = np.asarray(rel.t, dtype=float).reshape(3) if rel.ok else None
@@ -297,6 +297,8 @@ def cmd_pair(args) -> int:
         for row in R:
             print("  " + " ".join(f"{v:+.6f}" for v in row))
         print("t (unit length): " + " ".join(f"{v:+.6f}" for v in t))
+        if weak:
+            print(rel.reason)
     else:
         print(f"no relative pose: {rel.reason}")
     if args.plot:
@@ -304,7 +306,9 @@ def cmd_pair(args) -> int:
         plot_matches(args.plot, img0, img1, tr.points0, tr.points1, inlier_mask,
                      title=f"{tr.num_matches} matches, {inl} inliers")
     if args.json:
-        payload = {"R": R.tolist() if R is not None else None, "t": t.tolist() if t is not None else None,
+        payload = {"convention": "T_0_1: pose of camera 1 in camera 0, x0 = R x1 + t, |t| = 1",
+                   "R": R.tolist() if R is not None else None, "t": t.tolist() if t is not None else None,
+                   "weak": weak,
                    "matches": tr.num_matches, "inliers": inl, "stop_layer": int(tel.stop_layer),
                    "keypoints": [len(tr.kpts0), len(tr.kpts1)], "ok": bool(rel.ok), "reason": rel.reason or ""}
         print(json.dumps(payload))
