@@ -320,7 +320,7 @@ def bench_reference_matcher(frames: list, r: Reference, runs: int) -> tuple[Timi
 def run_frontend_bench(args) -> dict:
     from lightglue_ros.matching.frontend import FrontEndConfig
 
-    from lightglue_ros.matching.frontend import resolve_device
+    from lightglue_ros.matching.backends import resolve_device
 
     device = resolve_device(args.device).type  # FrontEndError for a missing CUDA is a one-line user error
     _set_threads(args.threads)
@@ -373,7 +373,7 @@ def _precisions(requested: str, device: str) -> dict:
     defaults (fp32; its mixed precision only with --precision fp16), as its users run it."""
     import torch
 
-    from lightglue_ros.matching.frontend import resolve_precision
+    from lightglue_ros.matching.backends import resolve_precision
 
     ours = "fp16" if resolve_precision(requested, torch.device(device)) == torch.float16 else "fp32"
     ref = "fp16 (mp)" if requested == "fp16" and device == "cuda" else "fp32"
