@@ -26,7 +26,7 @@ import torch
 
 from .types import Telemetry, TrackResult
 
-BACKENDS = ("lightglue", "orb", "sift")
+BACKENDS = ("lightglue", "orb", "sift", "hf")
 DETECTORS = ("aliked", "dog")  # where the LightGlue backend puts its keypoints (ALIKED describes both)
 # OpenCV's default (0.04) leaves low-contrast frames with few points; half of it keeps ~1000 on 640x480 indoor
 # frames and the same AUC on the TUM pairs (0.896 at 0.04, 0.02 and 0.01).
@@ -36,7 +36,7 @@ SPECULAR_RIM = np.ones((7, 7), np.uint8)  # specular masks grow by 3 px
 
 @dataclass
 class FrontEndConfig:
-    backend: str = "lightglue"  # lightglue | orb | sift
+    backend: str = "lightglue"  # lightglue | orb | sift | hf
     max_keypoints: int = 1024  # top-k keypoints per frame (ALIKED, ORB, SIFT)
     detection_threshold: float = 0.0  # ALIKED threshold mode when > 0 (then max_keypoints caps the count)
     nms_radius: int = 2
@@ -61,6 +61,10 @@ class FrontEndConfig:
     # lightglue backend: move each matched current-frame point to where the reference point's patch fits best
     # (sub-pixel, translation only; refine.py). ORB and SIFT stay the classic baselines.
     refine_matches: bool = True
+    # hf backend (transformers' keypoint matchers, hf_backend.py; needs `pip install .[hf]`)
+    hf_model: str = ""  # hub id (ETH-CVG/lightglue_superpoint, zju-community/efficientloftr) or a saved folder
+    hf_threshold: float = -1.0  # match score threshold; < 0 keeps the model's own (its config's)
+    hf_track_radius: float = 2.0  # pixels: detector-free matches within this of a reference point keep its id
 
 
 class FrontEndError(ValueError):
@@ -305,13 +309,17 @@ class FrontEnd:
         if config.max_keypoints == 0 or config.max_keypoints < -1:
             raise FrontEndError(f"max_keypoints must be positive (or -1 with a detection threshold), got {config.max_keypoints}")
         device = resolve_device(config.device)  # validated for every backend: a typo must not pass silently
-        self.device = device if config.backend == "lightglue" else torch.device("cpu")
+        self.device = device if config.backend in ("lightglue", "hf") else torch.device("cpu")
         self.dtype = resolve_precision(config.precision, self.device)
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         self.static_mask = load_mask_image(config.static_mask)
         if config.backend == "lightglue":
             self.backend = LightGlueBackend(config, self.device, self.dtype)
+        elif config.backend == "hf":
+            from .hf_backend import HFBackend  # transformers is optional: imported only for this backend
+
+            self.backend = HFBackend(config, self.device, self.dtype)
         else:
             self.backend = OpenCVBackend(config, config.backend)
         self.reference: Optional[FrameFeatures] = None
@@ -383,6 +391,7 @@ class FrontEnd:
                 # A different camera mode: features of the old size cannot be matched meaningfully.
                 self.reset()
             kpts, data = self.backend.extract(image)
+            tel.backend_info = getattr(self.backend, "info", "")
             t1 = time.perf_counter()
             tel.extract_ms = (t1 - t0) * 1e3
             valid = self._valid_keypoints(kpts, ignore)
