@@ -101,7 +101,8 @@ NODE_PARAMS: Tuple[ParamSpec, ...] = (
 
 #: Descriptions and ranges of the front end's fields (FrontEndConfig). Defaults come from the dataclass.
 FRONTEND_DOCS: Dict[str, Tuple[str, Optional[float], Optional[float], Tuple[str, ...]]] = {
-    "backend": ("Matcher: lightglue (ALIKED + LightGlue), orb or sift.", None, None, ("lightglue", "orb", "sift")),
+    "backend": ("Matcher: lightglue (ALIKED + LightGlue), orb, sift or hf (a transformers model, hf_model; "
+                "needs pip install .[hf]).", None, None, ("lightglue", "orb", "sift", "hf")),
     "max_keypoints": ("Keypoints per frame (top-k; -1 = all above detection_threshold).", -1, 100000, ()),
     "detector": ("lightglue backend's keypoints: aliked (ALIKED's score map) or dog (OpenCV difference-of-"
                  "Gaussians: more precise poses on easy real pairs, ~30 % slower on a CPU, weaker on small frames); "
@@ -123,6 +124,11 @@ FRONTEND_DOCS: Dict[str, Tuple[str, Optional[float], Optional[float], Tuple[str,
     "ratio_test": ("ORB/SIFT: Lowe's ratio test threshold.", 0.0, 1.0, ()),
     "refine_matches": ("lightglue backend: align each matched point to its reference patch (sub-pixel, "
                        "translation only) before the pose; ~45 ms per 500 matches on a CPU.", None, None, ()),
+    "hf_model": ("hf backend: hub id (ETH-CVG/lightglue_superpoint, zju-community/efficientloftr) or a folder "
+                 "with a saved model and image processor.", None, None, ()),
+    "hf_threshold": ("hf backend: match score threshold (-1 = the model's own).", -1.0, 1.0, ()),
+    "hf_track_radius": ("hf backend, detector-free models: a new match within this of a reference point keeps "
+                        "its track id (px).", 0.0, 100.0, ()),
 }
 
 #: Descriptions and ranges of the odometry core's fields (OdometryConfig).
