@@ -27,7 +27,7 @@ from . import evaluate
 from .types import FAILED, OUTCOMES, PROCESSED, FrameOutcome
 
 PROG = "lightglue-ros"
-BACKENDS = ("lightglue", "orb", "sift")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
+BACKENDS = ("lightglue", "orb", "sift", "hf")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
 DETECTORS = ("aliked", "dog")
 
 #: frames.csv columns, in order (documented in the README of the run command's --help).
@@ -86,6 +86,11 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
                    help="LightGlue early exit (default 0.95; -1 runs all layers)")
     p.add_argument("--width-confidence", type=float, metavar="C",
                    help="LightGlue point pruning (default 0.99; -1 disables)")
+    p.add_argument("--hf-model", metavar="ID_OR_DIR",
+                   help="hf backend: transformers model, hub id (ETH-CVG/lightglue_superpoint, "
+                        "zju-community/efficientloftr) or a saved folder; needs pip install .[hf]")
+    p.add_argument("--hf-threshold", type=float, metavar="S",
+                   help="hf backend: match score threshold (default: the model's own)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 avoids oversubscription on busy machines)")
 
@@ -93,7 +98,8 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
 _FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "detector": "detector",
                    "refine_matches": "refine_matches", "device": "device",
                    "precision": "precision", "depth_confidence": "depth_confidence",
-                   "width_confidence": "width_confidence", "threads": "num_threads"}
+                   "width_confidence": "width_confidence", "threads": "num_threads", "hf_model": "hf_model",
+                   "hf_threshold": "hf_threshold"}
 
 
 def frontend_config_from_args(args, base=None):

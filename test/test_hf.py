@@ -377,6 +377,19 @@ def test_start_up_errors_name_the_model_and_the_fix(tmp_path, lg_dir, monkeypatc
         make("lightglue-ros-test/no-such-model")
 
 
+def test_cli_flags_build_the_backend(lg_dir):
+    import argparse
+
+    from lightglue_ros import cli
+
+    p = argparse.ArgumentParser()
+    cli.add_frontend_args(p)
+    args = p.parse_args(["--backend", "hf", "--hf-model", str(lg_dir), "--hf-threshold", "0.3", "--device", "cpu"])
+    cfg = cli.frontend_config_from_args(args)
+    assert (cfg.backend, cfg.hf_model, cfg.hf_threshold) == ("hf", str(lg_dir), 0.3)
+    assert FrontEnd(cfg).backend.model.filter_threshold == pytest.approx(0.3)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Real weights, where downloaded
 # ---------------------------------------------------------------------------------------------------------------
