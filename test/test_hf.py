@@ -388,6 +388,11 @@ def test_cli_flags_build_the_backend(lg_dir):
     cfg = cli.frontend_config_from_args(args)
     assert (cfg.backend, cfg.hf_model, cfg.hf_threshold) == ("hf", str(lg_dir), 0.3)
     assert FrontEnd(cfg).backend.model.filter_threshold == pytest.approx(0.3)
+    from lightglue_ros.bench import backend_config
+
+    assert backend_config(f"hf:{lg_dir}", device="cpu").hf_model == str(lg_dir)  # bench accuracy --backends
+    assert backend_config("hf:ETH-CVG/lightglue_superpoint").hf_model == "ETH-CVG/lightglue_superpoint"
+    assert backend_config("hf") is None
 
 
 # ---------------------------------------------------------------------------------------------------------------
