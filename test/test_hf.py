@@ -284,6 +284,22 @@ def test_track_ids_split_beyond_the_radius(loftr_dir, monkeypatch):
     assert not set(a.tolist()) & set(b.tolist())
 
 
+def test_lightglue_runs_pairwise_where_the_model_hides_its_parts(lg_dir):
+    """The fallback for a LightGlue without a separate detector: both images per call, LightGlue's layer stats."""
+    fe = make(lg_dir, hf_threshold=0.0, min_keypoints=1)
+    fe.backend.streaming, fe.backend.mode = False, "pairwise"
+    W, H = 200, 64
+    first = fe.track(texture(W, H))
+    assert first.telemetry.backend_info.startswith("lightglue pairwise") and len(first.kpts1) == W * H
+    for i in range(2):
+        r = fe.track(texture(W, H))
+        assert 1 <= r.telemetry.stop_layer <= 2 and r.telemetry.n_layers == 2, r.reason
+        assert r.ok or r.reason == "no matches"
+        if r.ok:
+            assert len(set(r.track_ids.tolist())) == r.num_matches
+            assert np.all((r.points1 >= -0.5) & (r.points1 < [W - 0.5, H - 0.5]))
+
+
 def test_loftr_slots_are_aligned(loftr_dir):
     """transformers 5.23.0 pairs column k of two differently ordered rows; the backend makes them one match."""
     transformers = _transformers()
