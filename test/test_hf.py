@@ -106,6 +106,8 @@ def test_lightglue_from_folder_streams_and_maps_to_input_pixels(lg_dir):
     assert len(k) > 20
     assert np.all((k >= -0.5) & (k < [W - 0.5, H - 0.5])), "inside the input image (pixel edges at -0.5, W-0.5)"
     assert k[:, 0].max() > 150 and k[:, 1].max() > 50, "points must span the input image, not the processed one"
+    fe = make(lg_dir, max_keypoints=256)  # matching 11k points would take seconds
+    k = fe.track(texture(W, H), stamp=0.0).kpts1
     second = fe.track(texture(W, H), stamp=0.1)
     tel = second.telemetry
     assert tel.backend == "hf" and tel.n_layers == 2 and 1 <= tel.stop_layer <= 2, second.reason
