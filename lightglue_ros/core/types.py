@@ -103,6 +103,7 @@ class Telemetry:
     keypoints1: int = 0
     device: str = "cpu"
     backend: str = "lightglue"
+    backend_info: str = ""  # backend's own note: for hf the model type, mode and resize ("lightglue streaming, ...")
 
 
 @dataclass

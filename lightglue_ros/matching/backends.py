@@ -210,4 +210,8 @@ def make_backend(config, device: torch.device, dtype: torch.dtype) -> Backend:
     """The backend a `FrontEndConfig` names (validated by `FrontEnd`; backends read the config, never import it)."""
     if config.backend == "lightglue":
         return LightGlueBackend(config, device, dtype)
+    if config.backend == "hf":
+        from lightglue_ros.matching.hf_backend import HFBackend  # transformers is optional: imported for hf only
+
+        return HFBackend(config, device, dtype)
     return OpenCVBackend(config, config.backend)

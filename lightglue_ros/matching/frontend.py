@@ -30,8 +30,9 @@ from lightglue_ros.core.types import Telemetry, TrackResult
 from lightglue_ros.matching.backends import (FrameFeatures, FrontEndError, make_backend, resolve_device,
                                              resolve_precision)
 
-BACKENDS = ("lightglue", "orb", "sift")
+BACKENDS = ("lightglue", "orb", "sift", "hf")
 DETECTORS = ("aliked", "dog")  # where the LightGlue backend puts its keypoints (ALIKED describes both)
+LEARNED = ("lightglue", "hf")  # backends that run on the torch device (ORB and SIFT stay on the CPU)
 SPECULAR_RIM = np.ones((7, 7), np.uint8)  # specular masks grow by 3 px
 
 
@@ -39,7 +40,8 @@ SPECULAR_RIM = np.ones((7, 7), np.uint8)  # specular masks grow by 3 px
 class FrontEndConfig:
     """Front-end settings; each field's description, range and choices are its node parameter's (core.config)."""
 
-    backend: str = param("lightglue", "Matcher: lightglue (ALIKED + LightGlue), orb or sift.", choices=BACKENDS)
+    backend: str = param("lightglue", "Matcher: lightglue (ALIKED + LightGlue), orb, sift or hf (a transformers "
+                         "keypoint matcher, hf_model; needs pip install .[hf]).", choices=BACKENDS)
     max_keypoints: int = param(1024, "Keypoints per frame (top-k; -1 = all above detection_threshold).",
                                lo=-1, hi=100000)
     detection_threshold: float = param(0.0, "ALIKED score threshold (0 = top-k mode; detector aliked only).",
@@ -72,6 +74,12 @@ class FrontEndConfig:
     # ORB and SIFT stay the classic baselines: only the lightglue backend aligns its matches (matching/refine.py).
     refine_matches: bool = param(True, "lightglue backend: align each matched point to its reference patch "
                                  "(sub-pixel, translation only) before the pose; ~45 ms per 500 matches on a CPU.")
+    # hf backend (transformers' keypoint matchers, matching/hf_backend.py; needs `pip install .[hf]`)
+    hf_model: str = param("", "hf backend: hub id (ETH-CVG/lightglue_superpoint, zju-community/efficientloftr) or a "
+                          "folder with a saved model and image processor.")
+    hf_threshold: float = param(-1.0, "hf backend: match score threshold (-1 = the model's own).", lo=-1.0, hi=1.0)
+    hf_track_radius: float = param(2.0, "hf backend, detector-free models: a new match within this of a reference "
+                                   "point keeps its track id (px).", lo=0.0, hi=100.0)
 
 
 def load_mask_image(path: str) -> Optional[np.ndarray]:
@@ -100,7 +108,7 @@ class FrontEnd:
             raise FrontEndError("max_keypoints must be positive (or -1 with a detection threshold), "
                                 f"got {config.max_keypoints}")
         device = resolve_device(config.device)  # validated for every backend: a typo must not pass silently
-        self.device = device if config.backend == "lightglue" else torch.device("cpu")
+        self.device = device if config.backend in LEARNED else torch.device("cpu")
         self.dtype = resolve_precision(config.precision, self.device)
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
@@ -174,6 +182,7 @@ class FrontEnd:
                 # A different camera mode: features of the old size cannot be matched meaningfully.
                 self.reset()
             kpts, data = self.backend.extract(image)
+            tel.backend_info = getattr(self.backend, "info", "")
             t1 = time.perf_counter()
             tel.extract_ms = (t1 - t0) * 1e3
             valid = self._valid_keypoints(kpts, ignore)

@@ -468,10 +468,17 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
 
 
 def backend_config(spec: str, **fields):
-    """``lightglue[:aliked|:dog][:norefine]``, ``orb`` or ``sift`` -> its FrontEndConfig; None when unknown."""
+    """``lightglue[:aliked|:dog][:norefine]``, ``orb``, ``sift`` or ``hf:ID_OR_DIR`` -> its FrontEndConfig.
+
+    None when the spec is unknown (``hf`` without its model too).
+    """
     from lightglue_ros.matching.frontend import BACKENDS, DETECTORS, FrontEndConfig
 
+    if spec.startswith("hf:") and len(spec) > 3:  # a hub id has a '/', a folder may have anything: no more options
+        return FrontEndConfig(backend="hf", hf_model=spec[3:], **fields)
     name, *options = spec.split(":")
+    if name == "hf":
+        return None  # hf needs its model
     if name not in BACKENDS or (options and name != "lightglue"):
         return None
     cfg = FrontEndConfig(backend=name, **fields)
@@ -497,7 +504,7 @@ def run_accuracy_bench(args) -> dict:
     bad = [b for b, cfg in backends if cfg is None]
     if bad or not backends:
         raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue, orb, "
-                        f"sift; lightglue takes :{' :'.join(sorted(DETECTORS + ('norefine',)))}")
+                        f"sift, hf:ID_OR_DIR; lightglue takes :{' :'.join(sorted(DETECTORS + ('norefine',)))}")
     _set_threads(args.threads)
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
@@ -579,7 +586,8 @@ def add_parser(subparsers) -> None:
     a.add_argument("source", metavar="SOURCE")
     a.add_argument("--backends", default="lightglue,sift,orb",
                    help="comma-separated (lightglue,sift,orb); lightglue:dog picks DoG keypoints, "
-                        "lightglue:norefine skips the patch alignment of matched points")
+                        "lightglue:norefine skips the patch alignment of matched points, hf:ID_OR_DIR runs a "
+                        "transformers model (pip install .[hf])")
     a.add_argument("--max-frames", type=positive_int, metavar="N")
     a.add_argument("--max-keypoints", type=positive_int, default=1024, metavar="N")
     a.add_argument("--pairs-gap", type=positive_int, default=1, metavar="K", help="pair frame i with i+K (1)")

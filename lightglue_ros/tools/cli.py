@@ -25,7 +25,7 @@ from lightglue_ros.odometry.runner import FRAME_COLUMNS, match_pair, run_sequenc
 from lightglue_ros.tools.args import positive_int
 
 PROG = "lightglue-ros"
-BACKENDS = ("lightglue", "orb", "sift")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
+BACKENDS = ("lightglue", "orb", "sift", "hf")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
 DETECTORS = ("aliked", "dog")
 
 
@@ -53,6 +53,11 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
                    help="LightGlue early exit (default 0.95; -1 runs all layers)")
     p.add_argument("--width-confidence", type=float, metavar="C",
                    help="LightGlue point pruning (default 0.99; -1 disables)")
+    p.add_argument("--hf-model", metavar="ID_OR_DIR",
+                   help="hf backend: transformers model, hub id (ETH-CVG/lightglue_superpoint, "
+                        "zju-community/efficientloftr) or a saved folder; needs pip install .[hf]")
+    p.add_argument("--hf-threshold", type=float, metavar="S",
+                   help="hf backend: match score threshold (default: the model's own)")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 avoids oversubscription on busy machines)")
 
@@ -60,7 +65,8 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
 _FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "detector": "detector",
                    "refine_matches": "refine_matches", "device": "device",
                    "precision": "precision", "depth_confidence": "depth_confidence",
-                   "width_confidence": "width_confidence", "threads": "num_threads"}
+                   "width_confidence": "width_confidence", "threads": "num_threads", "hf_model": "hf_model",
+                   "hf_threshold": "hf_threshold"}
 
 
 def frontend_config_from_args(args, base=None):
