@@ -49,6 +49,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # n
 from std_msgs.msg import Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from lightglue_ros.io.msg_decode import stamp_to_sec  # noqa: E402
 from lightglue_ros.ros import msgs as conv  # noqa: E402
 from lightglue_ros.tools.demo import demo_env as ros_env, matcher_command  # noqa: E402,F401 - one definition
 from lightglue_ros.tools.demo import wait_until as wait_for  # noqa: E402
@@ -327,7 +328,7 @@ class Collector:
 
     def odom_stamps(self) -> List[float]:
         with self.lock:
-            return [conv.stamp_to_sec(m.header.stamp) for m in self.odom]
+            return [stamp_to_sec(m.header.stamp) for m in self.odom]
 
     def diagnostics_values(self) -> Dict[str, object]:
         """Key/values of the newest matcher diagnostics status ({} before any), numbers parsed."""
@@ -434,17 +435,17 @@ def nonfinite(collector: Collector) -> List[str]:
         values = [p.x, p.y, p.z, q.x, q.y, q.z, q.w, t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y,
                   t.angular.z, *m.pose.covariance, *m.twist.covariance]
         if not np.all(np.isfinite(values)):
-            bad.append(f"odom at {conv.stamp_to_sec(m.header.stamp)}")
+            bad.append(f"odom at {stamp_to_sec(m.header.stamp)}")
     for path in paths[-1:]:  # each path message repeats the earlier poses
         for ps in path.poses:
             p, q = ps.pose.position, ps.pose.orientation
             if not np.all(np.isfinite([p.x, p.y, p.z, q.x, q.y, q.z, q.w])):
-                bad.append(f"path pose at {conv.stamp_to_sec(ps.header.stamp)}")
+                bad.append(f"path pose at {stamp_to_sec(ps.header.stamp)}")
     for msg in clouds:
         pts = conv.cloud_to_numpy(msg)
         for name in pts.dtype.names:
             if name not in ("x", "y", "z") and pts.dtype[name].kind == "f" and not np.all(np.isfinite(pts[name])):
-                bad.append(f"matches.{name} at {conv.stamp_to_sec(msg.header.stamp)}")
+                bad.append(f"matches.{name} at {stamp_to_sec(msg.header.stamp)}")
     for array in diags:
         for status in array.status:
             for kv in status.values:
@@ -467,7 +468,7 @@ def synthetic_frames(frames: int = 40, width: int = 320, height: int = 240, dept
 def poses_from_odom(msgs: Sequence[Odometry], T_base_cam: np.ndarray) -> Dict[float, np.ndarray]:
     """Odometry (T_odom_base) -> camera poses in the first camera frame, by stamp (inverse of the node's map)."""
     inv = np.linalg.inv(T_base_cam)
-    return {conv.stamp_to_sec(m.header.stamp): inv @ conv.pose_to_matrix(m.pose.pose) @ T_base_cam for m in msgs}
+    return {stamp_to_sec(m.header.stamp): inv @ conv.pose_to_matrix(m.pose.pose) @ T_base_cam for m in msgs}
 
 
 def ate_sim3(est_xyz: np.ndarray, gt_xyz: np.ndarray, with_scale: bool = True):

@@ -21,12 +21,16 @@ import nodetools as nt  # noqa: E402
 import yaml  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from lightglue_ros.core import lie  # noqa: E402
+from lightglue_ros.geometry import frames  # noqa: E402
+from lightglue_ros.io import msg_decode as dec  # noqa: E402
 from lightglue_ros.ros import msgs as conv  # noqa: E402
 from lightglue_ros.ros import node as node_mod  # noqa: E402
+from lightglue_ros.ros import sync  # noqa: E402
 
 DOMAIN = nt.domain_id_for(__name__)
 YAML_PATH = nt.REPO / "config" / "matcher.yaml"
-T_BASE_CAM = conv.transform_from_xyzq(conv.OPTICAL_TO_BODY_XYZQ)  # the default camera_to_base
+T_BASE_CAM = lie.transform_from_xyzq(frames.OPTICAL_TO_BODY_XYZQ)  # the default camera_to_base
 FAST = {"max_keypoints": 256, "diagnostics_period": 0.2}  # small + quick diagnostics for lock-step play
 MONO_FRAMES, RGBD_FRAMES, RESET_AT = 40, 30, 15
 IMAGE_SUBSCRIBE_AT = 30  # mono run: matches/image gets a subscriber from this frame on
@@ -51,7 +55,8 @@ def ros():
 
 
 def _start(ros, tmp_path_factory, params) -> nt.NodeProcess:
-    proc = nt.start_matcher(ros.domain_id, params=params, params_file=YAML_PATH, log_dir=tmp_path_factory.mktemp("node"))
+    proc = nt.start_matcher(ros.domain_id, params=params, params_file=YAML_PATH,
+                            log_dir=tmp_path_factory.mktemp("node"))
     try:
         ros.wait_ready(proc, timeout=90)
     except Exception:
@@ -137,7 +142,7 @@ def _gt_and_est(run: Run):
 
 # ------------------------------------------------------------------------------------------------ pure pieces
 def test_stamp_pairer_pairs_within_slop_and_evicts_older_images():
-    p = node_mod.StampPairer(slop=0.01, capacity=3)
+    p = sync.StampPairer(slop=0.01, capacity=3)
     assert p.add_image(1.0, "i1") == ([], [])
     assert p.add_image(2.0, "i2") == ([], [])
     pairs, evicted = p.add_depth(2.005, "d2")  # pairs the newest image; the older one can no longer pair
@@ -215,7 +220,7 @@ def test_every_frame_has_one_outcome_and_odometry_per_processed_frame(mono):
 def test_odometry_stamps_frames_and_covariances(mono):
     odom = mono.collector.odom
     sent = set(mono.sent)
-    stamps = [conv.stamp_to_sec(m.header.stamp) for m in odom]
+    stamps = [dec.stamp_to_sec(m.header.stamp) for m in odom]
     assert all(s in sent for s in stamps) and stamps == sorted(stamps)
     first = odom[0]
     assert (first.header.stamp.sec, first.header.stamp.nanosec) == (int(nt.STAMP0), 0)
@@ -250,7 +255,7 @@ def test_matches_cloud_has_documented_fields_and_decodes(mono):
     assert len(clouds) >= MONO_FRAMES - 4
     sent = set(mono.sent)
     for msg in clouds:
-        assert msg.header.frame_id == "camera_optical_frame" and conv.stamp_to_sec(msg.header.stamp) in sent
+        assert msg.header.frame_id == "camera_optical_frame" and dec.stamp_to_sec(msg.header.stamp) in sent
         assert [f.name for f in msg.fields] == ["track_id", "u0", "v0", "u1", "v1", "score"]
         assert msg.height == 1 and msg.point_step == 24 and msg.row_step == 24 * msg.width
     pts = conv.cloud_to_numpy(clouds[-1])
@@ -287,8 +292,8 @@ def test_matches_image_is_drawn_only_for_a_subscriber(mono):
     assert len(images) >= MONO_FRAMES - IMAGE_SUBSCRIBE_AT - 2
     img = images[-1]
     assert img.encoding == "rgb8" and img.width == 2 * 320 and img.height > 240
-    assert conv.stamp_to_sec(img.header.stamp) in set(mono.sent)
-    assert conv.image_to_numpy(img).std() > 10
+    assert dec.stamp_to_sec(img.header.stamp) in set(mono.sent)
+    assert dec.image_to_numpy(img).std() > 10
 
 
 def test_path_follows_odometry(mono):
@@ -327,6 +332,7 @@ def test_malformed_messages_and_bursts_are_counted_never_fatal(mono):
     for i in range(8):  # a burst the worker cannot keep up with: older frames dropped, counted
         player.publish(mono.frames[i % len(mono.frames)], stamp=6000.0 + i)
     # Best-effort input: DDS itself may drop part of the burst (queue_size 5); what arrives is all accounted for.
+
     def settled() -> bool:
         d = col.diagnostics_values()
         return d["received"] >= before["received"] + len(bad) + 5 and col.outcomes() == d["received"]

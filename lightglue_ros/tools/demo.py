@@ -319,8 +319,12 @@ def _weighted(diags: List[Dict[str, str]], key: str) -> float:
 
 
 def summarise(args, listener: Listener, sent: int, seconds: float, gt: Dict[float, np.ndarray], out: Path) -> Summary:
-    from lightglue_ros.ros import msgs as conv
+    from lightglue_ros.core.lie import transform_from_xyzq
     from lightglue_ros.eval import metrics as ev
+    from lightglue_ros.eval.viz import plot_topdown
+    from lightglue_ros.geometry.frames import OPTICAL_TO_BODY_XYZQ
+    from lightglue_ros.io.msg_decode import stamp_to_sec
+    from lightglue_ros.ros import msgs as conv
 
     wait_until(lambda: listener.outcomes() >= sent, 5.0, poll=0.005)
     d = listener.latest()
@@ -335,9 +339,9 @@ def summarise(args, listener: Listener, sent: int, seconds: float, gt: Dict[floa
     s.skipped_reasons = {k.split(".", 1)[1]: int(v) for k, v in d.items() if k.startswith(("skipped.", "failed."))}
     s.n_layers = int(d.get("layers", 0))
     # Odometry is T_odom_base; back to camera poses in the first camera frame (the node's default extrinsic).
-    T_bc = conv.transform_from_xyzq(conv.OPTICAL_TO_BODY_XYZQ)
+    T_bc = transform_from_xyzq(OPTICAL_TO_BODY_XYZQ)
     inv = np.linalg.inv(T_bc)
-    est = {conv.stamp_to_sec(m.header.stamp): inv @ conv.pose_to_matrix(m.pose.pose) @ T_bc for m in odom}
+    est = {stamp_to_sec(m.header.stamp): inv @ conv.pose_to_matrix(m.pose.pose) @ T_bc for m in odom}
     stamps = sorted(t for t in est if t in gt)
     if len(stamps) >= 3:
         ev.write_tum(out / "estimate.tum", stamps, [est[t] for t in stamps])
@@ -351,19 +355,19 @@ def summarise(args, listener: Listener, sent: int, seconds: float, gt: Dict[floa
             return s
         s.ate_rmse, s.ate_percent, s.path_length = result.ape.rmse, result.ate_percent, result.path_length
         s.sim3_scale = result.scale
-        ev.plot_topdown(out / "trajectory.png", est_aligned, gt_assoc,
-                        f"lightglue_matcher on the synthetic scene: ATE {result.ate_percent:.2f} % of path")
+        plot_topdown(out / "trajectory.png", est_aligned, gt_assoc,
+                     f"lightglue_matcher on the synthetic scene: ATE {result.ate_percent:.2f} % of path")
     return s
 
 
 def save_match_image(listener: Listener, out: Path) -> bool:
     import cv2
 
-    from lightglue_ros.ros import msgs as conv
+    from lightglue_ros.io.msg_decode import image_to_numpy
 
     if listener.match_image is None:
         return False
-    rgb = conv.image_to_numpy(listener.match_image)
+    rgb = image_to_numpy(listener.match_image)
     return bool(cv2.imwrite(str(out / "matches.png"), rgb[..., ::-1]))
 
 
