@@ -414,3 +414,41 @@ def test_yaml_and_readme_are_generated_from_the_config_dataclasses():
         "config/matcher.yaml is stale: python -m lightglue_ros.ros.params --yaml > config/matcher.yaml"
     assert params.render_markdown() in (nt.REPO / "README.md").read_text(), \
         "README's parameter table is stale: paste python -m lightglue_ros.ros.params --markdown"
+
+
+# ------------------------------------------------------------------------------------------------ the harness
+def test_tests_demo_and_longrun_share_one_harness():
+    from pathlib import Path
+
+    from lightglue_ros.tools import demo, harness, longrun
+
+    assert nt.Player is harness.Player and nt.Collector is harness.Collector and nt.play is harness.play
+    assert nt.start_matcher is harness.start_matcher and nt.wait_for is harness.wait_until
+    assert demo.Player is harness.Player and longrun.Collector is harness.Collector
+    env = harness.ros_env(42, {"ROS_LOCALHOST_ONLY": "1", "PATH": "/bin"})
+    assert env["ROS_DOMAIN_ID"] == "42" and "ROS_LOCALHOST_ONLY" not in env and env["PATH"] == "/bin"
+    assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).name == "fastdds_shm_only.xml"
+    assert [harness.ros_value(v) for v in (0.1, True, [1, 2.0], "", "orb", 3)] == \
+        ["0.1", "true", "[1,2.0]", "''", "orb", "3"]
+
+
+def test_collector_records_arrivals_and_keeps_a_bounded_history(ros):
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    col = nt.Collector(ros, namespace="/harness_check", topics=("odom",), keep=5)
+    pub = ros.node.create_publisher(Odometry, "/harness_check/odom",
+                                    QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        assert nt.wait_for(lambda: pub.get_subscription_count() > 0, 10)
+        stamps = [nt.STAMP0 + 0.1 * i for i in range(30)]
+        for t in stamps:
+            odom = Odometry()
+            odom.header.stamp = conv.sec_to_stamp(t)
+            pub.publish(odom)
+        assert col.wait(lambda: col.has_odom(stamps[-1]), 10)
+        assert all(col.has_odom(t) for t in stamps) and not col.has_odom(stamps[-1] + 0.05)
+        assert col.odom_arrival(stamps[0]) <= col.odom_arrival(stamps[-1])
+        assert 5 <= len(col.odom) <= 10 and col.odom_stamps()[-1] == pytest.approx(stamps[-1])
+    finally:
+        ros.node.destroy_publisher(pub)
