@@ -342,8 +342,28 @@ def test_draw_matches_shape_and_colour():
     a = np.zeros((40, 60, 3), np.uint8)
     b = np.zeros((40, 60), np.uint8)
     img = viz.draw_matches(a, b, np.array([[10.0, 10]]), np.array([[20.0, 30]]), np.array([1.0]), "stop 3")
-    assert img.shape == (40 + 22, 120, 3) and img.dtype == np.uint8
-    assert img[22:].sum() > 0 and img[:22].sum() > 0  # a line below, text above
+    top, bottom = viz.CAPTION_BAND, viz.CAPTION_BAND + 40
+    assert img.shape == (top + 40 + viz.LEGEND_BAND, 120, 3) and img.dtype == np.uint8
+    assert img[top:bottom].sum() > 0 and img[:top].sum() > 0 and img[bottom:].sum() > 0  # match, caption, legend
+    green = (img[top:bottom, :, 1] > 200) & (img[top:bottom, :, 0] < 60)  # score 1: drawn in green
+    assert green[10, 10] and green[30, 60 + 20]  # both endpoints marked
+
+
+def test_draw_matches_draws_a_spread_subset():
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    p1 = np.concatenate([rng.uniform(0, 40, (400, 2)), rng.uniform(0, [320, 240], (100, 2))])  # a dense corner
+    p0 = p1 + 3.0
+    scores = rng.uniform(0, 1, len(p1))
+    chosen = viz.spread_subset(p1, scores, 60, (320, 240))
+    assert len(chosen) == 60 and len(set(chosen.tolist())) == 60
+    assert np.mean(np.all(p1[chosen] < 40, axis=1)) < 0.25  # the crowded corner does not take the picture
+    assert len(viz.spread_subset(p1[:10], scores[:10], 60, (320, 240))) == 10  # few matches: all of them
+    canvas = viz.draw_matches(image, image, p0, p1, scores, "500 matches")
+    assert canvas.shape == (viz.CAPTION_BAND + 240 + viz.LEGEND_BAND, 640, 3)
+    backdrop = canvas[viz.CAPTION_BAND:viz.CAPTION_BAND + 240, :320]
+    grey = (backdrop[..., 0] == backdrop[..., 1]) & (backdrop[..., 1] == backdrop[..., 2])  # dimmed grey images
+    assert grey.mean() > 0.5 and backdrop[grey].max() <= 40 + 0.45 * 255 + 1
 
 
 def test_cloud_reads_back_with_sensor_msgs_py():
