@@ -1,5 +1,6 @@
-"""Pictures of a run: the matches image (the node's ``matches/image``, the demo's matches.png), the CLI's pair
-plot and the top-down trajectory plot.
+"""Pictures of a run: the matches image, the CLI's pair plot and the top-down trajectory plot.
+
+The matches image is the node's ``matches/image`` and the demo's matches.png.
 
 matplotlib is imported inside the plotting functions: it is slow to import and only these two need it; the
 matches image is drawn with OpenCV (the node draws one per frame while a viewer listens).
@@ -150,11 +151,11 @@ def plot_matches(path, img0, img1, pts0, pts1, inliers=None, title: str = "") ->
 
 
 def plot_topdown(path, est_aligned, gt, title: str = "") -> None:
-    """Trajectories from above: x (right) against z (forward) of the optical frame, a bird's eye for a
-    forward-looking camera (y points down, so it is the axis we look along).
+    """Trajectories from above: x (right) against z (forward) of the optical frame.
 
-    Ground truth lives in its own world (a mocap room, a GPS map); both trajectories are first expressed in the
-    optical frame of the first GT camera, one rigid transform for both, so the picture does not depend on it.
+    A bird's eye for a forward-looking camera (y points down, so it is the axis we look along). Ground truth lives
+    in its own world (a mocap room, a GPS map); both trajectories are first expressed in the optical frame of the
+    first GT camera, one rigid transform for both, so the picture does not depend on it.
     """
     import matplotlib
 

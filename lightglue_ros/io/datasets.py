@@ -264,8 +264,11 @@ def read_intrinsics(path: Path) -> tuple[Camera, Optional[float]]:
 
 
 def parse_intrinsics(spec) -> tuple[Camera, Optional[float]]:
-    """The ``intrinsics=`` argument: a calibration file, ``"fx fy cx cy"`` (spaces or commas), a sequence of
-    those 4 numbers, or a `Camera` (width/height 0 = taken from the images)."""
+    """The ``intrinsics=`` argument -> (Camera, depth_scale or None).
+
+    A calibration file, ``"fx fy cx cy"`` (spaces or commas), a sequence of those 4 numbers, or a `Camera`
+    (width/height 0 = taken from the images).
+    """
     if isinstance(spec, Camera):
         return spec, None
     if not isinstance(spec, (str, Path)):
@@ -351,8 +354,10 @@ def read_tum_trajectory(path: Path) -> list[tuple[float, np.ndarray]]:
 
 def poses_at(stamps: list[float], gt: list[tuple[float, np.ndarray]], max_dt: float = PAIR_TOLERANCE_S,
              max_gap: float = GT_MAX_GAP_S) -> list[Optional[np.ndarray]]:
-    """Ground truth at each stamp: interpolated (slerp) between samples < max_gap apart, else the nearest
-    sample within max_dt, else None."""
+    """Ground truth at each stamp.
+
+    Interpolated (slerp) between samples < max_gap apart, else the nearest sample within max_dt, else None.
+    """
     from scipy.spatial.transform import Rotation, Slerp
 
     if not gt:

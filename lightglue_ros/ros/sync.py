@@ -1,5 +1,7 @@
-"""How the node lines its inputs up: CameraInfo per image stamp, image + depth pairing, the newest-frame mailbox
-of the worker, stamp jumps, and the reference images the matches image needs.
+"""How the node lines its inputs up.
+
+CameraInfo per image stamp, image + depth pairing, the newest-frame mailbox of the worker, stamp jumps, and the
+reference images the matches image needs.
 
 No ROS here beyond message fields: each piece is testable with plain objects (test_node, test_faults).
 """

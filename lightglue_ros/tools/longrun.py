@@ -1,5 +1,6 @@
-"""``python -m lightglue_ros.tools.longrun``: hours of use in minutes - the node's memory, threads and latency over
-thousands of frames.
+"""``python -m lightglue_ros.tools.longrun``: the node's memory, threads and latency over thousands of frames.
+
+Hours of use in minutes.
 
 ``matcher_node`` runs in its own process, as on a robot; this process is the camera. It renders a short synthetic
 sequence once and plays it back and forth (the motion stays continuous; stamps always increase: this is not a bag
