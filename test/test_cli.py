@@ -200,7 +200,8 @@ def test_pair_json_on_real_frames(tmp_path, capsys):
                         "--device", "cpu", "--threads", 1, "--plot", plot)
     assert rc == 0, err
     res = json.loads(out.strip().splitlines()[-1])
-    assert {"R", "t", "matches", "inliers", "stop_layer"} <= set(res)
+    assert {"R", "t", "matches", "inliers", "stop_layer", "weak"} <= set(res)
+    assert res["convention"].startswith("T_0_1") and res["weak"] is False  # a script cannot misread R, t
     assert res["matches"] >= 50 and 1 <= res["stop_layer"] <= 9
     assert res["inliers"] >= 30, res
     R = np.array(res["R"])
@@ -304,3 +305,39 @@ def test_pair_errors_undistort_before_the_pose():
 
     (err,) = _pair_errors(frames, Exact(), PoseConfig(), gap=1)
     assert err < 0.05, err  # on the raw distorted pixels: 16.5 deg
+
+
+def test_match_pair_returns_a_weak_pose_where_the_odometry_refuses():
+    """Few matches: the odometry needs 15 inliers, the two-view tool still returns PoseLib's pose, flagged weak."""
+    from lightglue_ros.core.types import Camera, Telemetry, TrackResult
+    from lightglue_ros.odometry import runner
+
+    cam = Camera.pinhole(640, 480, 500.0, 500.0, 320.0, 240.0)
+    rng = np.random.default_rng(1)
+    X = np.c_[rng.uniform(-2, 2, 10), rng.uniform(-1.5, 1.5, 10), rng.uniform(4, 8, 10)]
+    p0 = X[:, :2] / X[:, 2:] * 500 + [320, 240]
+    X1 = X - [0.3, 0.0, 0.1]
+    p1 = X1[:, :2] / X1[:, 2:] * 500 + [320, 240]
+
+    class Fixed:  # stands in for FrontEnd: exact matches of 10 points
+        def __init__(self, cfg):
+            self.n = 0
+
+        def track(self, image, stamp=None):
+            self.n += 1
+            m = np.c_[np.arange(10), np.arange(10)]
+            return TrackResult(stamp, self.n > 1, "", p0.astype(np.float32), p1.astype(np.float32), m,
+                               np.ones(10, np.float32), np.arange(10), Telemetry())
+
+    import lightglue_ros.matching.frontend as fe_mod
+    from lightglue_ros.matching.frontend import FrontEndConfig
+
+    orig = fe_mod.FrontEnd
+    fe_mod.FrontEnd = Fixed
+    try:
+        tr, rel, weak = runner.match_pair(None, None, cam, cam, FrontEndConfig(backend="orb"))
+    finally:
+        fe_mod.FrontEnd = orig
+    assert rel.ok and weak and rel.num_inliers == 10 and "weak" in rel.reason
+    t_true = -np.array([0.3, 0.0, 0.1]) / np.linalg.norm([0.3, 0.0, 0.1])  # T_0_1 translation is the camera motion
+    assert np.degrees(np.arccos(np.clip(rel.t @ -t_true / np.linalg.norm(rel.t), -1, 1))) < 1.0

@@ -1,4 +1,4 @@
-"""evaluate.py: exact metric checks on constructed trajectories, TUM round trip, AUC, the `eval` subcommand."""
+"""eval/metrics.py: exact metric checks on constructed trajectories, TUM round trip, AUC, the `eval` subcommand."""
 import json
 import math
 
@@ -56,7 +56,7 @@ def test_sim3_recovers_scale_and_rigid_motion():
     res, _, _ = ev.evaluate(ev.trajectory_from_poses(stamps, est), ev.trajectory_from_poses(stamps, gt), mono=True)
     assert res.alignment == "sim3" and res.num_matched == len(gt)
     assert res.ape.rmse < 1e-9 and res.ape.max < 1e-9
-    # `scale` maps the estimate onto GT: an estimate 3x too large gets 1/3 (documented in evaluate.py).
+    # `scale` maps the estimate onto GT: an estimate 3x too large gets 1/3 (documented in eval/metrics.py).
     assert res.scale == pytest.approx(1.0 / 3.0, rel=1e-9)
     assert res.rpe_trans.rmse < 1e-9 and res.rpe_rot_deg.max < 1e-5
     assert res.path_length > 10 and res.ate_percent < 1e-6

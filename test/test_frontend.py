@@ -160,7 +160,7 @@ def test_dog_keypoints_are_opencv_extrema_once_each_strongest_first(frames):
     import cv2
 
     from lightglue_ros.core.image import to_grey
-    from lightglue_ros.matching.frontend import DOG_CONTRAST_THRESHOLD
+    from lightglue_ros.matching.backends import DOG_CONTRAST_THRESHOLD
 
     fe = FrontEnd(FrontEndConfig(device="cpu", max_keypoints=200, detector="dog"))
     image = frames[0].image

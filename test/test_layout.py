@@ -106,3 +106,17 @@ def test_flake8_is_clean():
     res = subprocess.run([sys.executable, "-m", "flake8", "lightglue_ros", "test", "launch", "setup.py"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
+
+
+def test_readme_layout_table_names_every_module():
+    """The README's layout section lists each subpackage and each of its modules (it must match the tree)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Layout"):text.index("## Offline")]
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2] for line in section.splitlines()
+            if line.startswith("| `lightglue_ros/")}
+    subpackages = sorted(p.parent.name for p in PKG.glob("*/__init__.py"))
+    assert sorted(r.rstrip("/").split("/")[-1] for r in rows) == subpackages
+    for folder, text_ in rows.items():
+        for module in sorted((ROOT / folder).glob("*.py")):
+            if module.name != "__init__.py":
+                assert f"`{module.stem}`" in text_, f"README layout: {folder} does not mention `{module.stem}`"

@@ -476,3 +476,65 @@ def test_monocular_pure_rotation_rotates_without_translating():
     err = Rotation.from_matrix(results[-1].pose[:3, :3].T @ poses[-1][:3, :3]).magnitude()
     assert np.degrees(err) < 0.2
     assert any(r.keyframe for r in results)  # the reference follows the pan
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metric scale from the camera height (ground robots)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _flat_drive(n: int = 160, step: float = 0.4) -> list[np.ndarray]:
+    """A car on flat ground: forward with a gentle S-curve, the camera level (no pitch, roll or bounce)."""
+    poses = []
+    for i in range(n):
+        s = i * step
+        heading = np.arctan2(3.0 / 20.0 * np.cos(s / 20.0), 1.0)
+        poses.append(pose_from([3.0 * np.sin(s / 20.0), 0.0, s], [0.0, heading, 0.0]))
+    first_inv = invert_T(poses[0])
+    return [first_inv @ T for T in poses]
+
+
+def _world_with_ground(poses, height: float, ground_points: int = 2500, seed: int = 5) -> SyntheticWorld:
+    world = SyntheticWorld(poses, noise_px=0.5, n_points=2500, seed=seed,
+                           extent=((-15.0, 15.0), (-6.0, 0.5), (-4.0, 8.0)))  # facades and trees above the road
+    rng = np.random.default_rng(seed + 1)
+    zs = np.array([T[2, 3] for T in poses])
+    road = np.c_[rng.uniform(-8, 8, ground_points), np.full(ground_points, height),
+                 rng.uniform(zs.min() - 2, zs.max() + 30, ground_points)]
+    world.points = np.vstack([world.points, road])
+    return world
+
+
+def test_ground_height_fits_the_road_plane():
+    from lightglue_ros.odometry.odometry import ground_height
+
+    rng = np.random.default_rng(0)
+    road = np.c_[rng.uniform(-5, 5, 200), np.full(200, 1.65), rng.uniform(3, 30, 200)]
+    clutter = np.c_[rng.uniform(-10, 10, 100), rng.uniform(-4, 1.0, 100), rng.uniform(5, 40, 100)]
+    assert abs(ground_height(np.vstack([road, clutter])) - 1.65) < 1e-6
+    assert abs(ground_height(np.vstack([road, clutter]) * 0.3) - 0.495) < 1e-6  # scales with the map
+    assert ground_height(clutter[clutter[:, 1] < 0]) is None  # nothing below the horizon: no plane
+
+
+def test_camera_height_makes_monocular_metric():
+    poses = _flat_drive()
+    world = _world_with_ground(poses, 1.65)
+    vo, results = run_odometry(world, OdometryConfig(camera_height=1.65), outlier_frac=0.05)
+    tracked = [k for k, r in enumerate(results) if r.state == TRACKING]
+    est = np.array([results[k].pose[:3, 3] for k in tracked])
+    gt = np.array([poses[k][:3, 3] for k in tracked])
+    length = path_length(gt)
+    scale = path_length(est) / length
+    err, _ = ate(est, gt, with_scale=False)  # SE(3): no scale alignment
+    print(f"camera_height: scale {scale:.4f}, SE(3) ATE {100 * err / length:.3f}% over {length:.1f} m")
+    assert abs(scale - 1.0) < 0.02 and err / length < 0.03
+    assert {r.scale_source for r in results[tracked[0] + 5:]} == {"ground"}
+
+
+def test_camera_height_without_ground_falls_back_and_says_so():
+    poses = _flat_drive(n=60)
+    world = SyntheticWorld(poses, noise_px=0.5, seed=2, extent=((-15.0, 15.0), (-6.0, -0.5), (-4.0, 8.0)))
+    vo, results = run_odometry(world, OdometryConfig(camera_height=1.65))
+    assert any("no ground plane in view" in r.reason for r in results)
+    tracked = [r for r in results if r.state == TRACKING]
+    assert tracked and all(r.scale_source in ("landmarks", "pnp", "prior") for r in tracked)

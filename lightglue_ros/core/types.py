@@ -163,6 +163,8 @@ class OdometryResult:
     metric: bool = False  # translation in metres (RGB-D) or up to a global scale (monocular)
     pose_ms: float = 0.0
     updated: bool = False  # False: pose held from the previous frame (no new estimate)
+    # Where the translation length came from: landmarks | ground | depth | pnp | prior ("" when no estimate).
+    scale_source: str = ""
 
 
 @dataclass

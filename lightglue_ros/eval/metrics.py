@@ -228,7 +228,7 @@ def angular_pose_error(R: np.ndarray, t: np.ndarray, R_gt: np.ndarray, t_gt: np.
                        min_baseline: float = 1e-6) -> tuple[float, float]:
     """(rotation error, translation direction error) in degrees of an estimated relative pose against GT.
 
-    Any convention works as long as both poses use it (bench.py passes T_0_1 blocks, as `geometry` returns).
+    Any convention works as long as both poses use it (tools/bench.py passes T_0_1 blocks, as `geometry` returns).
 
     The direction error folds t and -t together (min(e, 180 - e)) as the papers do for essential-matrix poses.
     With a GT baseline below ``min_baseline`` the direction is undefined and its error is reported as 0.

@@ -11,7 +11,7 @@ from lightglue_ros.geometry.covariance import compose_covariance, pose_covarianc
 from lightglue_ros.geometry.two_view import (REASON_FEW_INLIERS, REASON_FEW_MATCHES, REASON_NAN, REASON_NO_PARALLAX,
                                              REASON_NO_POSE, REASON_ROTATION, PoseConfig, RelativePose, fit_rotation,
                                              relative_pose, rotation_compensated_flow, rotation_estimate, sampson_px,
-                                             triangulate)
+                                             triangulate, two_view_config)
 from lightglue_ros.geometry.rgbd import (REASON_DEPTH_SIZE, REASON_DEPTH_TYPE, REASON_FEW_DEPTH, LiftedPoints,
                                          check_depth, depth_in_metres, lift_keypoints, metric_pose)
 
@@ -20,6 +20,7 @@ __all__ = [
     "validate_camera", "compose_covariance", "pose_covariance", "REASON_FEW_INLIERS", "REASON_FEW_MATCHES",
     "REASON_NAN", "REASON_NO_PARALLAX", "REASON_NO_POSE", "REASON_ROTATION", "PoseConfig", "RelativePose",
     "fit_rotation", "relative_pose", "rotation_compensated_flow", "rotation_estimate", "sampson_px", "triangulate",
+    "two_view_config",
     "REASON_DEPTH_SIZE", "REASON_DEPTH_TYPE", "REASON_FEW_DEPTH", "LiftedPoints", "check_depth", "depth_in_metres",
     "lift_keypoints", "metric_pose",
 ]

@@ -16,6 +16,7 @@ from lifted depth is `geometry.rgbd.metric_pose`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -260,3 +261,14 @@ def relative_pose(pts0, pts1, cam0: Camera, cam1: Camera, cfg=None) -> RelativeP
 # --------------------------------------------------------------------------------------------------------------
 # RGB-D
 # --------------------------------------------------------------------------------------------------------------
+
+
+def two_view_config(od):
+    """PoseLib settings of the odometry (threshold, confidence, iterations), without its refusals.
+
+    The odometry declines to report a pose when the parallax is small or a rotation-only model explains the
+    matches (a policy for chaining poses). The pose AUC of the papers scores whatever the estimator returns,
+    so those checks are switched off here; PoseLib itself still needs 5 inliers.
+    """
+    cfg = PoseConfig.of(od)
+    return dataclasses.replace(cfg, min_matches=5, min_inliers=5, min_parallax_px=0.0, rotation_parallax_px=1e-9)

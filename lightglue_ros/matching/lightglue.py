@@ -46,7 +46,7 @@ class LightGlueConfig:
     # CPU and from 1024 points on CUDA (1536 with fused attention); -1 = always.
     pruning_min_points_cpu: int = -1
     pruning_min_points_cuda: int = 1024
-    weights: str = ""  # explicit checkpoint path; "" = search (see weights.py)
+    weights: str = ""  # explicit checkpoint path; "" = search (see features/weights.py)
 
 
 CHECKPOINTS = {"aliked": ("aliked_lightglue.pth", 128), "disk": ("disk_lightglue.pth", 128)}

@@ -62,6 +62,12 @@ MIN_FLOW_THRESHOLDS = 5.0
 PNP_MAX_REL_DEPTH_ERROR = 0.1
 #: Fewest landmark/triangulation pairs for the keyframe scale correction.
 RESCALE_MIN_POINTS = 20
+#: Where a frame's translation length comes from (OdometryResult.scale_source).
+SCALE_LANDMARKS = "landmarks"  # two-view motion, baseline from the depths of tracked landmarks
+SCALE_PNP = "pnp"  # PnP against the landmarks (the fallback)
+SCALE_GROUND = "ground"  # landmarks, with the map rescaled so the camera sits camera_height above the ground
+SCALE_DEPTH = "depth"  # RGB-D
+SCALE_PRIOR = "prior"  # (re)initialised: unit baseline or the last speed, not a measurement
 # A keyframe candidate without valid depth at enough of its keypoints (RGB-D): refused, the next frame seeds.
 REASON_SEED_DEPTH = "no valid depth at the keyframe's keypoints"
 
@@ -90,6 +96,10 @@ class OdometryConfig(PoseConfig):
                                      choices=("nearest", "bilinear"))
     init_min_parallax_px: float = param(10.0, "Monocular: rotation-compensated flow needed to initialise (px).",
                                         lo=0.0, hi=10000.0)
+    camera_height: float = param(0.0, "Monocular ground robots: camera height above the ground (m; 0 = off). At "
+                                 "each keyframe a plane fitted to the triangulated points below the horizon sets "
+                                 "the scale so the camera sits this high: metric monocular odometry. Needs a rigid "
+                                 "mount and roughly flat ground in view.", lo=0.0, hi=100.0)
 
 
 @dataclass
@@ -114,12 +124,50 @@ class _Step:
     parallax_px: float
     reason: str = ""
     trans_parallax_px: float = float("inf")  # rotation-compensated median flow (what a new keyframe triangulates)
+    scale_source: str = ""  # where the translation length came from (SCALE_*)
 
 
 def _unique(ids: np.ndarray) -> np.ndarray:
     """True for ids that occur once (a track matched twice is ambiguous: drop it from the map)."""
     _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     return counts[inverse] == 1
+
+
+def ground_height(xyz: np.ndarray, min_points: int = 15, iterations: int = 200, seed: int = 0) -> Optional[float]:
+    """Distance of the camera to the ground plane fitted to points below the horizon (camera frame), or None.
+
+    RANSAC over 3-point planes whose normal lies within 25 deg of the camera's y axis (down, optical frame), with
+    an inlier band of 5 % of the candidate height; then a least-squares refit on the inliers. None when fewer than
+    ``min_points`` points support a plane (no ground in view: sky, a wall, a car filling the image).
+    """
+    X = np.asarray(xyz, np.float64).reshape(-1, 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        below = np.isfinite(X).all(axis=1) & (X[:, 2] > 0) & (X[:, 1] / X[:, 2] > 0.05)
+    X = X[below]
+    if len(X) < min_points:
+        return None
+    rng = np.random.default_rng(seed)
+    best, best_n = None, 0
+    cos_max = np.cos(np.radians(25.0))
+    for _ in range(iterations):
+        a, b, c = X[rng.choice(len(X), 3, replace=False)]
+        n = np.cross(b - a, c - a)
+        norm = np.linalg.norm(n)
+        if norm < 1e-12 or abs(n[1]) / norm < cos_max:
+            continue
+        n /= norm
+        d = -n @ a
+        if abs(d) < 1e-9:
+            continue
+        inl = np.abs(X @ n + d) < 0.05 * abs(d)
+        if inl.sum() > best_n:
+            best, best_n = inl, int(inl.sum())
+    if best is None or best_n < min_points:
+        return None
+    P = X[best]
+    centre = P.mean(axis=0)
+    n = np.linalg.svd(P - centre)[2][-1]
+    return float(abs(n @ centre))
 
 
 class VisualOdometry:
@@ -144,6 +192,8 @@ class VisualOdometry:
         # (track ids, undistorted pixels) of the last frame whose pose was estimated; None = the keyframe itself.
         self._anchor: Optional[tuple[np.ndarray, np.ndarray]] = None
         self._last_failed = False
+        self._scale_source = ""  # SCALE_GROUND once camera_height has set the scale of the current map
+        self._kf_prev_pose = np.eye(4)
 
     # ---- public state ---------------------------------------------------------------------------------------
     @property
@@ -294,24 +344,67 @@ class VisualOdometry:
         has_lm = lm_index >= 0
         if has_lm.sum() < max(cfg.min_inliers, 6):
             return self._initialise(track, camera, stamp, p0, p1, ids)
-        use = self._pnp_landmarks(has_lm, lm_index)
-        est = geo.metric_pose(kf.xyz[lm_index[use]], p1[use], camera, cfg, pts_ref=p0[use])
-        if est.reason == geo.REASON_NO_PARALLAX:
-            return self._static(stamp, est.num_inliers)
-        if not est.ok:
-            return self._failure(stamp, est.reason)
-        step = _Step(est.T_0_1, est.covariance, est.num_inliers, est.parallax_px,
-                     trans_parallax_px=est.trans_parallax_px)
+        step, reason = self._two_view_step(camera, p0, p1, lm_index)
+        if step is None:
+            # Two views could not give the motion (too few matches for the 5-point model, or no scale from the
+            # landmarks): PnP against the landmarks is the fallback, never the first choice (it starves when the
+            # points leave the view, while hundreds of matches still give the rotation precisely).
+            use = self._pnp_landmarks(has_lm, lm_index)
+            est = geo.metric_pose(kf.xyz[lm_index[use]], p1[use], camera, cfg, pts_ref=p0[use])
+            if est.reason == geo.REASON_NO_PARALLAX or reason == geo.REASON_NO_PARALLAX:
+                return self._static(stamp, est.num_inliers)
+            if not est.ok:
+                return self._failure(stamp, est.reason)
+            step = _Step(est.T_0_1, est.covariance, est.num_inliers, est.parallax_px,
+                         trans_parallax_px=est.trans_parallax_px, scale_source=SCALE_PNP)
+            sigma = max(est.sigma_px, 0.5 * cfg.ransac_threshold_px)
+        else:
+            sigma = 0.5 * cfg.ransac_threshold_px
         keyframe = self._wants_keyframe(track, step)
-        sigma = max(est.sigma_px, 0.5 * cfg.ransac_threshold_px)
         if keyframe:
             # Landmarks that disagree with the pose are not carried over.
             carry = self._consistent(step, camera, p1, lm_index)
-            step = self._rescaled(step, camera, p0, p1, lm_index, carry, sigma)
+            if step.scale_source == SCALE_PNP:
+                step = self._rescaled(step, camera, p0, p1, lm_index, carry, sigma)
         result = self._success(stamp, step, keyframe)
         if keyframe:
             self._promote_mono(camera, stamp, step, p0, p1, ids, carry, lm_index, sigma)
+            result = self._ground_scale(result, kf.pose, step, first=False)
         return result
+
+    def _two_view_step(self, camera: Camera, p0, p1, lm_index) -> tuple[Optional[_Step], str]:
+        """Keyframe-to-frame motion from all matches, with the one thing two views lack (scale) from landmarks.
+
+        Rotation and translation direction come from PoseLib's LO-RANSAC over every match (undistorted), which
+        stays precise on real frames where most points are new. The baseline length is the median over
+        landmark tracks of stored depth / depth triangulated with a unit baseline (depths scale linearly with
+        the baseline). Returns (None, reason) when the two views cannot give the motion.
+        """
+        cfg, kf, K = self.config, self._kf, camera.K
+        est = geo.relative_pose(p0, p1, camera, camera, cfg)
+        if not est.ok:
+            return None, est.reason
+        T_unit = make_T(est.R, est.t)  # T_kf_cur with |t| = 1
+        inl = est.inliers & (lm_index >= 0)
+        T_cur_kf = invert_T(T_unit)
+        _, d0, d1 = geo.triangulate(K, K, T_cur_kf, p0[inl], p1[inl])
+        flow = geo.rotation_compensated_flow(K, K, T_cur_kf[:3, :3], p0[inl], p1[inl])
+        z_lm = kf.xyz[lm_index[inl], 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            use = np.isfinite(d0) & (d0 > 0) & (d1 > 0) & (flow >= self._min_flow_px)
+            ratios = z_lm[use] / d0[use]
+        if len(ratios) < RESCALE_MIN_POINTS:
+            return None, "too few landmarks for the scale"
+        scale = float(np.median(ratios))
+        # Robust spread of the ratio (MAD): the scale's share of the translation uncertainty.
+        rel_sigma = 1.4826 * float(np.median(np.abs(ratios / scale - 1.0))) / np.sqrt(len(ratios))
+        S = np.diag([scale] * 3 + [1.0] * 3)
+        cov = S @ est.covariance @ S
+        t = est.t * scale
+        cov[:3, :3] += np.outer(t, t) * rel_sigma ** 2
+        step = _Step(make_T(est.R, t), cov, est.num_inliers, est.parallax_px,
+                     trans_parallax_px=est.trans_parallax_px, scale_source=SCALE_LANDMARKS)
+        return step, ""
 
     def _pnp_landmarks(self, has_lm: np.ndarray, lm_index: np.ndarray) -> np.ndarray:
         """The matched landmarks PnP uses: the precise ones when there are plenty.
@@ -408,13 +501,15 @@ class VisualOdometry:
         X0, _, _ = geo.triangulate(camera.K, camera.K, invert_T(T_kf_cur), p0[inl], p1[inl])
         ok = np.all(np.isfinite(X0), axis=1) & (X0[:, 2] > 0)
         cov, sigma = geo.pose_covariance(X0[ok], p1[inl][ok], T_kf_cur, camera.K)
-        step = _Step(T_kf_cur, cov, est.num_inliers, est.parallax_px)
+        step = _Step(T_kf_cur, cov, est.num_inliers, est.parallax_px, scale_source=SCALE_PRIOR)
+        self._kf_prev_pose = self._kf.pose.copy()
         no_landmarks = np.full(len(ids), -1, np.int64)
         result = self._success(stamp, step, True, reason="initialised (scale: unit baseline)" if first
                                else "re-initialised (scale from the last speed: a prior, not a measurement)",
                                initialises=True)
         self._promote_mono(camera, stamp, step, p0, p1, ids, np.zeros(len(ids), bool), no_landmarks,
                            max(sigma, 0.5 * cfg.ransac_threshold_px))
+        result = self._ground_scale(result, self._kf_prev_pose, step, first=True)
         if len(self._kf.ids) < cfg.min_inliers:
             self._reason = "initialised with few landmarks"
         return result
@@ -496,6 +591,43 @@ class VisualOdometry:
             self._last_step = step_len
         self._kf = kf
 
+    def _ground_scale(self, result: OdometryResult, T_w_prev: np.ndarray, step: _Step, first: bool) -> OdometryResult:
+        """With ``camera_height``: rescale the new keyframe's step and map so the camera sits that high.
+
+        The ground plane is fitted (RANSAC, normal within 25 deg of the camera's y axis) to the new keyframe's
+        landmarks below the horizon; its distance to the camera, in map units, against ``camera_height`` is the
+        scale error. The first keyframe pair takes the whole correction (it defines the scale); later ones take
+        the square root of it, at most 25 %, so one bad plane cannot make the path jump. No plane in view: the
+        landmark scale carries on and the frame says so.
+        """
+        h = self.config.camera_height
+        if h <= 0:
+            return result
+        kf = self._kf
+        height = ground_height(kf.xyz)
+        if height is None:
+            self._scale_source = SCALE_LANDMARKS if not first else SCALE_PRIOR
+            result.scale_source = self._scale_source
+            result.reason = (result.reason + "; " if result.reason else "") + "no ground plane in view"
+            return result
+        r = h / height
+        if not first:
+            r = float(np.clip(np.sqrt(r), 0.8, 1.25))
+        T = step.T_kf_cur.copy()
+        T[:3, 3] *= r
+        kf.pose = T_w_prev @ T
+        kf.xyz = kf.xyz * r
+        kf.var = kf.var / r ** 2
+        self._pose = kf.pose.copy()
+        if self._speed is not None:
+            self._speed *= r
+        if self._last_step:
+            self._last_step *= r
+        self._scale_source = SCALE_GROUND
+        result.pose = self._pose.copy()
+        result.scale_source = SCALE_GROUND
+        return result
+
     # ---- keyframe policy ------------------------------------------------------------------------------------
     def _wants_keyframe(self, track: TrackResult, step: _Step) -> bool:
         """Overlap dropping, median parallax past the limit, or inliers dropping.
@@ -532,7 +664,13 @@ class VisualOdometry:
         self._state = TRACKING if (self._initialised() or initialises) else INITIALIZING
         self._reason = reason
         self._last_stamp = stamp
-        return self._result(stamp, updated=True, keyframe=keyframe, inliers=step.inliers)
+        result = self._result(stamp, updated=True, keyframe=keyframe, inliers=step.inliers)
+        # Between keyframes the scale is the last keyframe's: ground-anchored once camera_height has applied.
+        source = step.scale_source
+        if source in (SCALE_LANDMARKS, SCALE_PNP) and self._scale_source == SCALE_GROUND:
+            source = SCALE_GROUND
+        result.scale_source = SCALE_DEPTH if self.config.use_depth else source
+        return result
 
     def _static(self, stamp: float, inliers: int) -> OdometryResult:
         """No detectable motion: hold the pose exactly (no drift), zero twist, no keyframe."""

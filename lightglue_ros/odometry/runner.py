@@ -22,7 +22,7 @@ from lightglue_ros.eval.metrics import format_stamp
 
 #: frames.csv columns, in order (documented in the README of the run command's --help).
 FRAME_COLUMNS = ("index", "stamp", "outcome", "reason", "keypoints", "matches", "inliers", "stop_layer", "pruned",
-                 "extract_ms", "match_ms", "pose_ms", "total_ms", "state")
+                 "extract_ms", "match_ms", "pose_ms", "total_ms", "state", "scale_source")
 
 
 @dataclass
@@ -54,6 +54,7 @@ def frame_row(index: int, outcome: FrameOutcome) -> dict:
         "pose_ms": round(outcome.pose_ms, 3),
         "total_ms": round(outcome.total_ms, 3),
         "state": od.state if od is not None else "",
+        "scale_source": od.scale_source if od is not None else "",
     }
 
 
@@ -134,15 +135,26 @@ def summarize(run: RunResult) -> dict:
 
 
 def match_pair(img0, img1, cam0, cam1, fe_cfg, od_cfg=None):
-    """Front end on two images + PoseLib relative pose. Returns (TrackResult, RelativePose)."""
-    from lightglue_ros import geometry as geometry
+    """Front end on two images + PoseLib relative pose: (TrackResult, RelativePose, weak).
+
+    A two-view tool returns its best pose: the odometry's refusals (small parallax, rotation-only, fewer inliers
+    than it chains on) are off, PoseLib still needs 5 inliers. ``weak`` is True when the pose has fewer inliers
+    than the odometry's ``min_inliers`` or would have been refused there (the reason says why).
+    """
+    from lightglue_ros import geometry
     from lightglue_ros.matching.frontend import FrontEnd
     from lightglue_ros.odometry.odometry import OdometryConfig
 
+    od_cfg = od_cfg or OdometryConfig()
     fe = FrontEnd(dataclasses.replace(fe_cfg, auto_promote=True))
     fe.track(img0, stamp=0.0)
     tr = fe.track(img1, stamp=1.0)
     if not tr.ok:
         raise UserError(f"matching failed: {tr.reason}")
-    rel = geometry.relative_pose(tr.points0, tr.points1, cam0, cam1, od_cfg or OdometryConfig())
-    return tr, rel
+    p0, p1 = geometry.undistort_points(cam0, tr.points0), geometry.undistort_points(cam1, tr.points1)
+    rel = geometry.relative_pose(p0, p1, cam0, cam1, geometry.two_view_config(od_cfg))
+    strict = geometry.relative_pose(p0, p1, cam0, cam1, od_cfg) if rel.ok else rel
+    weak = bool(rel.ok and (not strict.ok or rel.num_inliers < od_cfg.min_inliers))
+    if weak and not rel.reason:
+        rel.reason = f"weak: {strict.reason or 'few inliers'} (the odometry would not chain this pose)"
+    return tr, rel, weak

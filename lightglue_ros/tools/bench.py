@@ -31,6 +31,7 @@ import numpy as np
 
 from lightglue_ros.core.errors import UserError
 from lightglue_ros.core.image import image_to_tensor
+from lightglue_ros.geometry.two_view import two_view_config
 from lightglue_ros.eval import metrics as evaluate
 from lightglue_ros.tools.args import positive_int
 
@@ -319,7 +320,7 @@ def bench_reference_matcher(frames: list, r: Reference, runs: int) -> tuple[Timi
 def run_frontend_bench(args) -> dict:
     from lightglue_ros.matching.frontend import FrontEndConfig
 
-    from lightglue_ros.matching.frontend import resolve_device
+    from lightglue_ros.matching.backends import resolve_device
 
     device = resolve_device(args.device).type  # FrontEndError for a missing CUDA is a one-line user error
     _set_threads(args.threads)
@@ -372,7 +373,7 @@ def _precisions(requested: str, device: str) -> dict:
     defaults (fp32; its mixed precision only with --precision fp16), as its users run it."""
     import torch
 
-    from lightglue_ros.matching.frontend import resolve_precision
+    from lightglue_ros.matching.backends import resolve_precision
 
     ours = "fp16" if resolve_precision(requested, torch.device(device)) == torch.float16 else "fp32"
     ref = "fp16 (mp)" if requested == "fp16" and device == "cuda" else "fp32"
@@ -431,19 +432,6 @@ def cmd_frontend(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- accuracy
-
-def two_view_config(od):
-    """PoseLib settings of the odometry (threshold, confidence, iterations), without its refusals.
-
-    The odometry declines to report a pose when the parallax is small or a rotation-only model explains the
-    matches (a policy for chaining poses). The pose AUC of the papers scores whatever the estimator returns,
-    so those checks are switched off here; PoseLib itself still needs 5 inliers.
-    """
-    from lightglue_ros.geometry import PoseConfig
-
-    cfg = PoseConfig.of(od)
-    return dataclasses.replace(cfg, min_matches=5, min_inliers=5, min_parallax_px=0.0, rotation_parallax_px=1e-9)
-
 
 def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
     """Max(rotation, translation-direction) error in degrees for each pair (i, i+gap) with GT; inf on failure.

@@ -1,7 +1,7 @@
 """`lightglue-ros`: the offline tools. No ROS here; everything runs on datasets and image files.
 
     lightglue-ros run SOURCE --out DIR      odometry over a sequence -> trajectory.tum, frames.csv, summary.json
-    lightglue-ros eval TRAJ GT              evo APE/RPE of a TUM trajectory (see evaluate.py)
+    lightglue-ros eval TRAJ GT              evo APE/RPE of a TUM trajectory (see eval/metrics.py)
     lightglue-ros pair IMG0 IMG1 ...        match two images, print the relative pose
     lightglue-ros bench frontend|accuracy   speed against the official reference / accuracy per backend
 
@@ -153,6 +153,8 @@ def pipeline_config_from_args(args):
         od_changes["ransac_threshold_px"] = args.ransac_threshold
     if getattr(args, "depth", False):
         od_changes["use_depth"] = True
+    if getattr(args, "camera_height", None) is not None:
+        od_changes["camera_height"] = args.camera_height
     od = dataclasses.replace(od, **od_changes)
     return PipelineConfig(frontend=fe, odometry=od)
 
@@ -236,6 +238,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     add_frontend_args(p)
     p.add_argument("--ransac-threshold", type=float, metavar="PX", help="PoseLib RANSAC threshold in pixels")
+    p.add_argument("--camera-height", type=float, metavar="M",
+                   help="monocular ground robot: camera height above flat ground (m); makes the trajectory metric")
     p.add_argument("--stride", type=positive_int, default=1, metavar="K", help="use every K-th frame")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--depth", action="store_true", help="use the depth images (RGB-D: metric odometry)")
@@ -279,7 +283,7 @@ def cmd_pair(args) -> int:
     cam0 = _camera(args.intrinsics, img0)
     cam1 = _camera(args.intrinsics1 or args.intrinsics, img1)
     fe_cfg = frontend_config_from_args(args)
-    tr, rel = match_pair(img0, img1, cam0, cam1, fe_cfg)
+    tr, rel, weak = match_pair(img0, img1, cam0, cam1, fe_cfg)
     inl = int(rel.num_inliers) if rel.ok else 0
     R = np.asarray(rel.R, dtype=float) if rel.ok else None
     t = np.asarray(rel.t, dtype=float).reshape(3) if rel.ok else None
@@ -294,6 +298,8 @@ def cmd_pair(args) -> int:
         for row in R:
             print("  " + " ".join(f"{v:+.6f}" for v in row))
         print("t (unit length): " + " ".join(f"{v:+.6f}" for v in t))
+        if weak:
+            print(rel.reason)
     else:
         print(f"no relative pose: {rel.reason}")
     if args.plot:
@@ -301,7 +307,9 @@ def cmd_pair(args) -> int:
         plot_matches(args.plot, img0, img1, tr.points0, tr.points1, inlier_mask,
                      title=f"{tr.num_matches} matches, {inl} inliers")
     if args.json:
-        payload = {"R": R.tolist() if R is not None else None, "t": t.tolist() if t is not None else None,
+        payload = {"convention": "T_0_1: pose of camera 1 in camera 0, x0 = R x1 + t, |t| = 1",
+                   "R": R.tolist() if R is not None else None, "t": t.tolist() if t is not None else None,
+                   "weak": weak,
                    "matches": tr.num_matches, "inliers": inl, "stop_layer": int(tel.stop_layer),
                    "keypoints": [len(tr.kpts0), len(tr.kpts1)], "ok": bool(rel.ok), "reason": rel.reason or ""}
         print(json.dumps(payload))
