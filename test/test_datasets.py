@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from lightglue_ros.io.datasets import (DatasetError, Sequence, image_from_msg, open_sequence, parse_intrinsics,
-                                    parse_synthetic, poses_at, read_intrinsics, synthetic_sequence)
+from lightglue_ros.io.datasets import (DatasetError, FrameSequence, open_sequence, parse_intrinsics, parse_synthetic,
+                                       poses_at, read_intrinsics, synthetic_sequence)
+from lightglue_ros.io.msg_decode import compressed_depth_to_numpy, depth_to_numpy, image_to_numpy
 from lightglue_ros.io.synthetic import SyntheticConfig
 from lightglue_ros.core.types import DISTORTION_MODELS, Frame
 
@@ -35,7 +36,7 @@ def _tum_line(t, T):
 def test_tum_fr3_office(shared_data):
     folder = shared_data("tum_fr3_office")
     seq = open_sequence(str(folder))
-    assert isinstance(seq, Sequence) and seq.kind == "tum" and len(seq) == 17
+    assert isinstance(seq, FrameSequence) and seq.kind == "tum" and len(seq) == 17
     cam = seq.camera
     assert (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, cam.model) == (535.4, 539.2, 320.1, 247.6,
                                                                                   640, 480, "none")
@@ -351,7 +352,7 @@ def test_rosbag2_raw_images_camera_info_and_depth(tmp_path, frames):
     seq = open_sequence(str(bag), use_depth=True)
     assert seq.kind == "rosbag2" and len(seq) == 6 and seq.has_depth and not seq.has_gt
     assert (seq.image_topic, seq.info_topic, seq.depth_topic) == ("/cam/image_raw", "/cam/camera_info",
-                                                                   "/cam/depth/image_raw")
+                                                                  "/cam/depth/image_raw")
     got = list(seq)
     assert [f.index for f in got] == list(range(6))
     assert [f.stamp for f in got] == pytest.approx([100 + f.stamp for f in frames])
@@ -414,24 +415,22 @@ def test_image_msg_decoding_honours_step_and_endianness():
     img = (np.arange(W * H, dtype=np.uint16).reshape(H, W) * 7)
     rows = np.hstack([img.astype(">u2").view(np.uint8).reshape(H, -1), np.zeros((H, 6), np.uint8)])
     msg = SimpleNamespace(encoding="mono16", is_bigendian=1, width=W, height=H, step=rows.shape[1], data=rows.ravel())
-    out = image_from_msg(msg)
+    out = image_to_numpy(msg)
     assert out.dtype == np.uint16 and np.array_equal(out, img)
     short = SimpleNamespace(encoding="rgb8", is_bigendian=0, width=W, height=H, step=3 * W, data=np.zeros(10, np.uint8))
     with pytest.raises(ValueError, match="short"):
-        image_from_msg(short)
+        image_to_numpy(short)
 
 
 def test_depth_msg_decoding():
-    from lightglue_ros.io.datasets import depth_from_msg
-
     mm = (np.arange(W * H, dtype=np.uint16).reshape(H, W) % 5000) + 1
     png = cv2.imencode(".png", mm)[1].tobytes()
     comp = SimpleNamespace(__msgtype__="sensor_msgs/msg/CompressedImage", format="16UC1; compressedDepth png",
                            data=np.frombuffer(b"\0" * 12 + png, np.uint8))  # 12-byte compressedDepth header
-    np.testing.assert_allclose(depth_from_msg(comp), mm / 1000.0, rtol=1e-6)
+    np.testing.assert_allclose(compressed_depth_to_numpy(comp), mm / 1000.0, rtol=1e-6)
     metres = np.full((H, W), 1.5, np.float32)
     metres[0, 0] = np.nan
     raw = SimpleNamespace(__msgtype__="sensor_msgs/msg/Image", encoding="32FC1", is_bigendian=0, width=W, height=H,
                           step=4 * W, data=metres.view(np.uint8).ravel())
-    out = depth_from_msg(raw)
+    out = depth_to_numpy(raw)
     assert out.dtype == np.float32 and np.isnan(out[0, 0]) and out[1, 1] == 1.5

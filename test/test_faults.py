@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -32,6 +31,10 @@ import nodetools as nt  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
+from lightglue_ros.core import lie  # noqa: E402
+from lightglue_ros.geometry import frames  # noqa: E402
+from lightglue_ros.geometry import resize  # noqa: E402
+from lightglue_ros.io import msg_decode as dec  # noqa: E402
 from lightglue_ros.ros import msgs as conv  # noqa: E402
 from lightglue_ros.io.synthetic import SHAKE_YAW_DEG, SyntheticConfig, look_at, make_scene, render_frame  # noqa: E402
 from lightglue_ros.core.types import Camera, Frame  # noqa: E402
@@ -44,7 +47,7 @@ STEP = 0.1  # metres per frame (1 m/s): a monocular re-initialisation takes 2-5 
 LOST_AFTER = 3
 RECOVER = LOST_AFTER + 5  # good frames within which the node must be tracking again
 LOST_COVARIANCE = 1.0e3  # the odometry default, restated: lost odom must carry at least this variance
-T_BASE_CAM = conv.transform_from_xyzq(conv.OPTICAL_TO_BODY_XYZQ)
+T_BASE_CAM = lie.transform_from_xyzq(frames.OPTICAL_TO_BODY_XYZQ)
 COMMON = {"diagnostics_period": 0.05, "qos": "reliable", "lost_after": LOST_AFTER, "num_threads": 1}
 NODES = {
     "mono": dict(COMMON, backend="orb", max_keypoints=256, max_image_size=320),
@@ -279,7 +282,7 @@ def check_poses(node: NodeUnderTest, odom: list) -> None:
     """No jump: each step is at most a few times the true motion between the two stamps (monocular: times the
     median scale of the case), and an odometry message while lost (inflated covariance) holds the pose."""
     poses = nt.poses_from_odom(odom, T_BASE_CAM)
-    stamps = [conv.stamp_to_sec(m.header.stamp) for m in odom]
+    stamps = [dec.stamp_to_sec(m.header.stamp) for m in odom]
     lost = [m.pose.covariance[0] >= LOST_COVARIANCE for m in odom]
     steps, ratios = [], []
     for k in range(1, len(odom)):
@@ -312,7 +315,7 @@ def test_cause_log_mixes_severities_and_throttles():
     """rclpy refuses one call site with changing severities; a log line must never become an exception."""
     from rclpy.logging import get_logger
 
-    from lightglue_ros.ros.node import CauseLog
+    from lightglue_ros.ros.diagnostics import CauseLog
 
     log = CauseLog(get_logger("test_cause_log"), period=60.0)
     for level in ("info", "warning", "error", "info", "warning"):
@@ -321,7 +324,7 @@ def test_cause_log_mixes_severities_and_throttles():
 
 
 def test_stamp_watch_reports_backwards_duplicates_and_gaps():
-    from lightglue_ros.ros.node import StampWatch
+    from lightglue_ros.ros.sync import StampWatch
 
     watch = StampWatch()
     seen = [watch.check(100.0 + 0.1 * k)[0] for k in range(10)]
@@ -336,7 +339,7 @@ def test_stamp_watch_reports_backwards_duplicates_and_gaps():
 
 
 def test_stamp_pairer_gives_an_image_its_outcome_once_no_depth_can_pair_it():
-    from lightglue_ros.ros.node import StampPairer
+    from lightglue_ros.ros.sync import StampPairer
 
     p = StampPairer(slop=0.02)
     assert p.add_depth(9.9, "stale") == ([], [])
@@ -441,12 +444,12 @@ def test_4k_frame_is_resized_by_max_image_size(mono):
             f = node.scene.frame(node.i, (384, 216))  # rendered small, scaled up 10x: a 3840x2160 mono8 frame
             node.i += 1
             big = cv2.resize(cv2.cvtColor(f.image, cv2.COLOR_RGB2GRAY), (3840, 2160), interpolation=cv2.INTER_LINEAR)
-            node.send(big, conv.scale_camera(f.camera, 10.0, 10.0), gt=f.gt_pose)
+            node.send(big, resize.scale_camera(f.camera, 10.0, 10.0), gt=f.gt_pose)
     res = run_case(mono, fault)
     check_case(mono, res, {"reset.frame size changed": 1, "processed.frame size changed": 1})
     assert res.delta("processed") == 3, res.changed()
     u = [conv.cloud_to_numpy(m)["u1"].max() for m in mono.col.matches
-         if conv.stamp_to_sec(m.header.stamp) in {conv.stamp_to_sec(o.header.stamp) for o in res.odom}]
+         if dec.stamp_to_sec(m.header.stamp) in {dec.stamp_to_sec(o.header.stamp) for o in res.odom}]
     assert max(u) > 1000, "matches are reported in the pixels of the 4K image"
 
 
@@ -512,7 +515,7 @@ def test_sim_time_with_a_jumping_clock(mono):
         ros.set_parameters({"use_sim_time": False})
         ros.node.destroy_publisher(clock)
     check_case(mono, res, {"reset.time jumped backwards": 0})
-    odom_stamps = {conv.stamp_to_sec(m.header.stamp) for m in res.odom}
+    odom_stamps = {dec.stamp_to_sec(m.header.stamp) for m in res.odom}
     assert set(np.round(sent, 6)) <= set(np.round(list(odom_stamps), 6)), "odom keeps the image stamps"
     assert res.delta("processed") == len(sent)
 
@@ -545,8 +548,8 @@ def test_blank_frames_fail_and_leave_the_keyframe_alone(learned, kind):
 
 
 #: Reasons a frame fails when matching finds nothing usable (front end and odometry).
-TRACKING_FAILURES = ("failed.no matches", "failed.too few matches", "failed.too few inliers", "failed.too few keypoints",
-                     "failed.no pose")
+TRACKING_FAILURES = ("failed.no matches", "failed.too few matches", "failed.too few inliers",
+                     "failed.too few keypoints", "failed.no pose")
 
 
 def test_saturated_frames_still_track(learned):
@@ -579,8 +582,8 @@ def test_static_camera_500_frames_does_not_drift(learned):
     odom = node.col.odom[n_odom:]
     first, last = (conv.pose_to_matrix(m.pose.pose) for m in (odom[0], odom[-1]))
     drift = float(np.linalg.norm(last[:3, 3] - first[:3, 3]))
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in ("processed", "failed", "skipped", "keyframes",
-                                                            "processed.static")}
+    delta = {k: after.get(k, 0) - before.get(k, 0)
+             for k in ("processed", "failed", "skipped", "keyframes", "processed.static")}
     print(f"static: {delta}, drift {drift:.2e}")
     assert delta["processed"] == 500 and delta["failed"] == 0 and delta["skipped"] == 0, delta
     assert delta["processed.static"] >= 498 and delta["keyframes"] == 0, delta
@@ -607,7 +610,7 @@ def test_images_around_the_network_minimum(learned):
             f = node.scene.frame(node.i, (max(16, size[0]), max(16, size[1])))  # the renderer's minimum is 16
             node.i += 1
             image = cv2.resize(f.image, size, interpolation=cv2.INTER_AREA)
-            cam = conv.scale_camera(f.camera, size[0] / f.camera.width, size[1] / f.camera.height)
+            cam = resize.scale_camera(f.camera, size[0] / f.camera.width, size[1] / f.camera.height)
             node.send(image, cam)
     res = run_case(learned, fault, reset=False)
     check_case(learned, res, {"failed.image too small": 1}, exact=False)

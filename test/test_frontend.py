@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from lightglue_ros.tools.bench import backend_config
-from lightglue_ros.io.datasets import SyntheticConfig, project_correspondences, synthetic_sequence
+from lightglue_ros.io.datasets import synthetic_sequence
+from lightglue_ros.io.synthetic import SyntheticConfig, project_correspondences
 from lightglue_ros.matching.frontend import FrontEnd, FrontEndConfig, FrontEndError
 
 SMALL = dict(max_keypoints=512)

@@ -21,12 +21,16 @@ import nodetools as nt  # noqa: E402
 import yaml  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from lightglue_ros.core import lie  # noqa: E402
+from lightglue_ros.geometry import frames  # noqa: E402
+from lightglue_ros.io import msg_decode as dec  # noqa: E402
 from lightglue_ros.ros import msgs as conv  # noqa: E402
 from lightglue_ros.ros import node as node_mod  # noqa: E402
+from lightglue_ros.ros import sync  # noqa: E402
 
 DOMAIN = nt.domain_id_for(__name__)
 YAML_PATH = nt.REPO / "config" / "matcher.yaml"
-T_BASE_CAM = conv.transform_from_xyzq(conv.OPTICAL_TO_BODY_XYZQ)  # the default camera_to_base
+T_BASE_CAM = lie.transform_from_xyzq(frames.OPTICAL_TO_BODY_XYZQ)  # the default camera_to_base
 FAST = {"max_keypoints": 256, "diagnostics_period": 0.2}  # small + quick diagnostics for lock-step play
 MONO_FRAMES, RGBD_FRAMES, RESET_AT = 40, 30, 15
 IMAGE_SUBSCRIBE_AT = 30  # mono run: matches/image gets a subscriber from this frame on
@@ -51,7 +55,8 @@ def ros():
 
 
 def _start(ros, tmp_path_factory, params) -> nt.NodeProcess:
-    proc = nt.start_matcher(ros.domain_id, params=params, params_file=YAML_PATH, log_dir=tmp_path_factory.mktemp("node"))
+    proc = nt.start_matcher(ros.domain_id, params=params, params_file=YAML_PATH,
+                            log_dir=tmp_path_factory.mktemp("node"))
     try:
         ros.wait_ready(proc, timeout=90)
     except Exception:
@@ -137,7 +142,7 @@ def _gt_and_est(run: Run):
 
 # ------------------------------------------------------------------------------------------------ pure pieces
 def test_stamp_pairer_pairs_within_slop_and_evicts_older_images():
-    p = node_mod.StampPairer(slop=0.01, capacity=3)
+    p = sync.StampPairer(slop=0.01, capacity=3)
     assert p.add_image(1.0, "i1") == ([], [])
     assert p.add_image(2.0, "i2") == ([], [])
     pairs, evicted = p.add_depth(2.005, "d2")  # pairs the newest image; the older one can no longer pair
@@ -215,7 +220,7 @@ def test_every_frame_has_one_outcome_and_odometry_per_processed_frame(mono):
 def test_odometry_stamps_frames_and_covariances(mono):
     odom = mono.collector.odom
     sent = set(mono.sent)
-    stamps = [conv.stamp_to_sec(m.header.stamp) for m in odom]
+    stamps = [dec.stamp_to_sec(m.header.stamp) for m in odom]
     assert all(s in sent for s in stamps) and stamps == sorted(stamps)
     first = odom[0]
     assert (first.header.stamp.sec, first.header.stamp.nanosec) == (int(nt.STAMP0), 0)
@@ -250,7 +255,7 @@ def test_matches_cloud_has_documented_fields_and_decodes(mono):
     assert len(clouds) >= MONO_FRAMES - 4
     sent = set(mono.sent)
     for msg in clouds:
-        assert msg.header.frame_id == "camera_optical_frame" and conv.stamp_to_sec(msg.header.stamp) in sent
+        assert msg.header.frame_id == "camera_optical_frame" and dec.stamp_to_sec(msg.header.stamp) in sent
         assert [f.name for f in msg.fields] == ["track_id", "u0", "v0", "u1", "v1", "score"]
         assert msg.height == 1 and msg.point_step == 24 and msg.row_step == 24 * msg.width
     pts = conv.cloud_to_numpy(clouds[-1])
@@ -287,8 +292,8 @@ def test_matches_image_is_drawn_only_for_a_subscriber(mono):
     assert len(images) >= MONO_FRAMES - IMAGE_SUBSCRIBE_AT - 2
     img = images[-1]
     assert img.encoding == "rgb8" and img.width == 2 * 320 and img.height > 240
-    assert conv.stamp_to_sec(img.header.stamp) in set(mono.sent)
-    assert conv.image_to_numpy(img).std() > 10
+    assert dec.stamp_to_sec(img.header.stamp) in set(mono.sent)
+    assert dec.image_to_numpy(img).std() > 10
 
 
 def test_path_follows_odometry(mono):
@@ -327,6 +332,7 @@ def test_malformed_messages_and_bursts_are_counted_never_fatal(mono):
     for i in range(8):  # a burst the worker cannot keep up with: older frames dropped, counted
         player.publish(mono.frames[i % len(mono.frames)], stamp=6000.0 + i)
     # Best-effort input: DDS itself may drop part of the burst (queue_size 5); what arrives is all accounted for.
+
     def settled() -> bool:
         d = col.diagnostics_values()
         return d["received"] >= before["received"] + len(bad) + 5 and col.outcomes() == d["received"]
@@ -408,3 +414,41 @@ def test_yaml_and_readme_are_generated_from_the_config_dataclasses():
         "config/matcher.yaml is stale: python -m lightglue_ros.ros.params --yaml > config/matcher.yaml"
     assert params.render_markdown() in (nt.REPO / "README.md").read_text(), \
         "README's parameter table is stale: paste python -m lightglue_ros.ros.params --markdown"
+
+
+# ------------------------------------------------------------------------------------------------ the harness
+def test_tests_demo_and_longrun_share_one_harness():
+    from pathlib import Path
+
+    from lightglue_ros.tools import demo, harness, longrun
+
+    assert nt.Player is harness.Player and nt.Collector is harness.Collector and nt.play is harness.play
+    assert nt.start_matcher is harness.start_matcher and nt.wait_for is harness.wait_until
+    assert demo.Player is harness.Player and longrun.Collector is harness.Collector
+    env = harness.ros_env(42, {"ROS_LOCALHOST_ONLY": "1", "PATH": "/bin"})
+    assert env["ROS_DOMAIN_ID"] == "42" and "ROS_LOCALHOST_ONLY" not in env and env["PATH"] == "/bin"
+    assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).name == "fastdds_shm_only.xml"
+    assert [harness.ros_value(v) for v in (0.1, True, [1, 2.0], "", "orb", 3)] == \
+        ["0.1", "true", "[1,2.0]", "''", "orb", "3"]
+
+
+def test_collector_records_arrivals_and_keeps_a_bounded_history(ros):
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    col = nt.Collector(ros, namespace="/harness_check", topics=("odom",), keep=5)
+    pub = ros.node.create_publisher(Odometry, "/harness_check/odom",
+                                    QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        assert nt.wait_for(lambda: pub.get_subscription_count() > 0, 10)
+        stamps = [nt.STAMP0 + 0.1 * i for i in range(30)]
+        for t in stamps:
+            odom = Odometry()
+            odom.header.stamp = conv.sec_to_stamp(t)
+            pub.publish(odom)
+        assert col.wait(lambda: col.has_odom(stamps[-1]), 10)
+        assert all(col.has_odom(t) for t in stamps) and not col.has_odom(stamps[-1] + 0.05)
+        assert col.odom_arrival(stamps[0]) <= col.odom_arrival(stamps[-1])
+        assert 5 <= len(col.odom) <= 10 and col.odom_stamps()[-1] == pytest.approx(stamps[-1])
+    finally:
+        ros.node.destroy_publisher(pub)

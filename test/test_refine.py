@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from lightglue_ros.io.datasets import SyntheticConfig, project_correspondences, synthetic_sequence
+from lightglue_ros.io.datasets import synthetic_sequence
+from lightglue_ros.io.synthetic import SyntheticConfig, project_correspondences
 from lightglue_ros.matching.frontend import FrontEnd, FrontEndConfig, to_grey
 from lightglue_ros.matching.refine import AlignConfig, align_points
 

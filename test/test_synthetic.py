@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lightglue_ros.io.synthetic import (SHAKE_YAW_DEG, SyntheticConfig, make_scene, project_correspondences,
-                                     render, render_frame, synthetic_camera, trajectory)
+                                        render, render_frame, synthetic_camera, trajectory)
 
 
 def _angle_deg(Ta, Tb):
@@ -91,8 +91,8 @@ def test_occluded_and_out_of_view_points_are_invalid():
     Tb[0, 3] = 0.6
     fa, fb = (render_frame(SyntheticConfig(width=160, height=120), 0, T, scene) for T in (np.eye(4), Tb))
     _, valid = project_correspondences(fa, fb, grid)
-    Xa = (np.c_[grid, np.ones(len(grid))] @ np.linalg.inv(cam.K).T) * fa.depth[grid[:, 1].astype(int),
-                                                                                grid[:, 0].astype(int)][:, None]
+    depth_a = fa.depth[grid[:, 1].astype(int), grid[:, 0].astype(int)]
+    Xa = (np.c_[grid, np.ones(len(grid))] @ np.linalg.inv(cam.K).T) * depth_a[:, None]
     Xb = Xa - Tb[:3, 3]
     uv = np.round((Xb @ cam.K.T)[:, :2] / Xb[:, 2:]).astype(int)
     inside = (uv[:, 0] >= 0) & (uv[:, 0] < 160) & (uv[:, 1] >= 0) & (uv[:, 1] < 120)

@@ -4,6 +4,9 @@
 """
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
 
 
@@ -59,3 +62,44 @@ def so3_log(R: np.ndarray) -> np.ndarray:
 def rotation_angle_deg(R: np.ndarray) -> float:
     """Angle of the rotation ``R`` in degrees."""
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
+
+
+def quat_from_matrix(R: np.ndarray) -> np.ndarray:
+    """3x3 rotation -> unit quaternion (x, y, z, w), w >= 0 (the ROS order)."""
+    R = np.asarray(R, np.float64)
+    # Largest-diagonal branch (Shepperd) keeps the square root well away from zero.
+    t = np.trace(R)
+    if t > 0:
+        s = 2.0 * math.sqrt(1.0 + t)
+        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
+    else:
+        i = int(np.argmax(np.diag(R)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * math.sqrt(max(1e-300, 1.0 + R[i, i] - R[j, j] - R[k, k]))
+        q = [0.0, 0.0, 0.0, (R[k, j] - R[j, k]) / s]
+        q[i] = 0.25 * s
+        q[j] = (R[j, i] + R[i, j]) / s
+        q[k] = (R[k, i] + R[i, k]) / s
+    q = np.array(q)
+    q /= np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+def matrix_from_quat(q: Sequence[float]) -> np.ndarray:
+    """Quaternion (x, y, z, w), any norm > 0 -> 3x3 rotation."""
+    x, y, z, w = np.asarray(q, np.float64) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def transform_from_xyzq(values: Sequence[float]) -> np.ndarray:
+    """[x y z qx qy qz qw] -> 4x4 (the layout of a static TF and of the node's ``camera_to_base`` parameter)."""
+    if len(values) != 7:
+        raise ValueError(f"expected 7 values x y z qx qy qz qw, got {len(values)}")
+    q = np.asarray(values[3:], np.float64)
+    if not np.all(np.isfinite(values)) or np.linalg.norm(q) < 1e-9:
+        raise ValueError(f"not a valid transform: {list(values)}")
+    return make_T(matrix_from_quat(q), values[:3])

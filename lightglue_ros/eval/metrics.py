@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from lightglue_ros.core.errors import LightGlueRosError
+from lightglue_ros.eval.viz import plot_topdown
 
 #: Maximum stamp difference (s) for pairing an estimated pose with a ground-truth pose.
 MAX_STAMP_DIFF = 0.02
@@ -266,41 +267,6 @@ def format_table(result: EvalResult, title: str = "") -> str:
                  f"scale (est -> GT) {result.scale:.4f}")
     lines.extend(f"note: {n}" for n in result.notes)
     return "\n".join(lines)
-
-
-def plot_topdown(path, est_aligned, gt, title: str = "") -> None:
-    """Trajectories from above: x (right) against z (forward) of the optical frame, a bird's eye for a
-    forward-looking camera (y points down, so it is the axis we look along).
-
-    Ground truth lives in its own world (a mocap room, a GPS map); both trajectories are first expressed in the
-    optical frame of the first GT camera, one rigid transform for both, so the picture does not depend on it.
-    """
-    import copy
-
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: never needs a display
-    import matplotlib.pyplot as plt
-
-    to_cam0 = np.linalg.inv(np.asarray(gt.poses_se3[0]))
-    gt, est_aligned = copy.deepcopy(gt), copy.deepcopy(est_aligned)
-    gt.transform(to_cam0)
-    est_aligned.transform(to_cam0)
-    fig, ax = plt.subplots(figsize=(6, 6))
-    g, e = np.asarray(gt.positions_xyz), np.asarray(est_aligned.positions_xyz)
-    ax.plot(g[:, 0], g[:, 2], "-", color="0.3", label="ground truth")
-    ax.plot(e[:, 0], e[:, 2], "-", color="tab:blue", label="estimate (aligned)")
-    ax.plot(g[0, 0], g[0, 2], "o", color="0.3")
-    ax.set_xlabel("x (right)")
-    ax.set_ylabel("z (forward)")
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path), dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def write_json(path, payload: dict) -> None:

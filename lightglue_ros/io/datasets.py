@@ -1,4 +1,4 @@
-"""Dataset readers: every source becomes a `Sequence`, an iterable of `types.Frame`.
+"""Dataset readers: every source becomes a `FrameSequence`, an iterable of `types.Frame`.
 
 ``open_sequence(source, ...)`` detects the layout of a folder or file:
 
@@ -9,9 +9,10 @@ synthetic   ``"synthetic"`` or ``"synthetic:frames=60,width=320,height=240,seed=
             (keys: the fields of `synthetic.SyntheticConfig`): rendered scene, exact pose / depth / intrinsics.
 rosbag2     a bag folder with ``metadata.yaml``, or one ``.db3`` / ``.mcap`` file (read with `rosbags`):
             ``sensor_msgs/Image`` (mono8, mono16, rgb8, bgr8, rgba8, bgra8, 8UC1, 16UC1; any ``step``) or
-            ``sensor_msgs/CompressedImage``; intrinsics from ``sensor_msgs/CameraInfo`` (the latest before each
-            image); optional depth topic (16UC1 millimetres, 32FC1 metres, compressedDepth png), paired by
-            nearest header stamp within 20 ms. Topics are picked automatically when unambiguous.
+            ``sensor_msgs/CompressedImage``; intrinsics from ``sensor_msgs/CameraInfo`` (the latest valid one
+            before each image); optional depth topic (16UC1 millimetres, 32FC1 metres, compressedDepth png),
+            paired by nearest header stamp within 20 ms. Topics are picked automatically when unambiguous.
+            Messages are decoded by `msg_decode`, the live node's decoder: a bag reads as the node sees it.
 euroc       ``mav0/cam0/data.csv`` + ``mav0/cam0/sensor.yaml`` (``radial-tangential`` -> ``radtan``), stamps in
             ns; ground truth from ``gt_cam0_poses_tum.txt`` beside ``mav0/`` (T_world_cam0, TUM format) or
             ``mav0/state_groundtruth_estimate0/data.csv`` composed with the camera's ``T_BS``.
@@ -50,10 +51,12 @@ import cv2
 import numpy as np
 import yaml
 
-from .synthetic import (SyntheticConfig, make_scene, project_correspondences, render, render_frame,  # noqa: F401
-                        synthetic_camera, trajectory)
 from lightglue_ros.core.errors import LightGlueRosError
 from lightglue_ros.core.types import DISTORTION_MODELS, Camera, Frame
+from lightglue_ros.io.msg_decode import (ConversionError, camera_from_msg, compressed_depth_to_numpy,
+                                         compressed_to_numpy, depth_to_numpy, distortion_model_name, image_to_numpy,
+                                         stamp_to_sec)
+from lightglue_ros.io.synthetic import SyntheticConfig, make_scene, render_frame, synthetic_camera, trajectory
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 DEPTH_EXTENSIONS = (".png", ".pgm", ".tif", ".tiff", ".exr", ".npy")
@@ -80,7 +83,7 @@ class DatasetError(LightGlueRosError):
     """A mistake in what the user asked for: the message says what is wrong and what to do."""
 
 
-class Sequence:
+class FrameSequence:
     """An iterable of `Frame` (after stride / max_frames), with what it offers."""
 
     name: str = ""
@@ -111,7 +114,7 @@ def _select(n: int, stride: int, max_frames: Optional[int]) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------------- synthetic
-class SyntheticSequence(Sequence):
+class SyntheticSequence(FrameSequence):
     """Frames rendered on the fly from `synthetic.SyntheticConfig` (exact poses, intrinsics and depth)."""
 
     kind = "synthetic"
@@ -138,7 +141,7 @@ class SyntheticSequence(Sequence):
 
 
 def synthetic_sequence(config: Optional[SyntheticConfig] = None, *, stride: int = 1,
-                       max_frames: Optional[int] = None) -> Sequence:
+                       max_frames: Optional[int] = None) -> FrameSequence:
     """The synthetic scene along its trajectory (see `lightglue_ros.io.synthetic`)."""
     return SyntheticSequence(config or SyntheticConfig(), stride, max_frames)
 
@@ -168,11 +171,8 @@ def parse_synthetic(spec: str, use_depth: bool = False) -> SyntheticConfig:
 # ---------------------------------------------------------------------------------------------------- cameras
 def _model_name(name: str, where: str) -> str:
     """Distortion model names of ROS, Kalibr and EuRoC -> one of types.DISTORTION_MODELS."""
-    key = (name or "none").strip().lower().replace("-", "_")
-    aliases = {"": "none", "pinhole": "none", "radial_tangential": "radtan", "kannala_brandt": "equidistant",
-               "kb4": "equidistant", "equi": "equidistant"}
-    key = aliases.get(key, key)
-    if key not in DISTORTION_MODELS:
+    key = distortion_model_name(name)
+    if key is None:
         raise DatasetError(f"{where}: distortion model {name!r} not supported; use one of "
                            f"{', '.join(DISTORTION_MODELS)} (radial-tangential is read as radtan)")
     return key
@@ -264,8 +264,11 @@ def read_intrinsics(path: Path) -> tuple[Camera, Optional[float]]:
 
 
 def parse_intrinsics(spec) -> tuple[Camera, Optional[float]]:
-    """The ``intrinsics=`` argument: a calibration file, ``"fx fy cx cy"`` (spaces or commas), a sequence of
-    those 4 numbers, or a `Camera` (width/height 0 = taken from the images)."""
+    """The ``intrinsics=`` argument -> (Camera, depth_scale or None).
+
+    A calibration file, ``"fx fy cx cy"`` (spaces or commas), a sequence of those 4 numbers, or a `Camera`
+    (width/height 0 = taken from the images).
+    """
     if isinstance(spec, Camera):
         return spec, None
     if not isinstance(spec, (str, Path)):
@@ -351,8 +354,10 @@ def read_tum_trajectory(path: Path) -> list[tuple[float, np.ndarray]]:
 
 def poses_at(stamps: list[float], gt: list[tuple[float, np.ndarray]], max_dt: float = PAIR_TOLERANCE_S,
              max_gap: float = GT_MAX_GAP_S) -> list[Optional[np.ndarray]]:
-    """Ground truth at each stamp: interpolated (slerp) between samples < max_gap apart, else the nearest
-    sample within max_dt, else None."""
+    """Ground truth at each stamp.
+
+    Interpolated (slerp) between samples < max_gap apart, else the nearest sample within max_dt, else None.
+    """
     from scipy.spatial.transform import Rotation, Slerp
 
     if not gt:
@@ -456,7 +461,7 @@ class _Item:
     index: int = 0
 
 
-class FileSequence(Sequence):
+class FileSequence(FrameSequence):
     """Frames whose pixels are image files (folder, TUM, KITTI, EuRoC)."""
 
     def __init__(self, name: str, kind: str, items: list[_Item], camera: Camera, *, use_depth: bool = False,
@@ -504,7 +509,7 @@ def _camera_for(folder: Path, intrinsics: Optional[IntrinsicsSpec]) -> tuple[Opt
     return read_intrinsics(found) if found else (None, None)
 
 
-def _open_tum(folder: Path, use_depth: bool, intrinsics: Optional[IntrinsicsSpec], **sel) -> Sequence:
+def _open_tum(folder: Path, use_depth: bool, intrinsics: Optional[IntrinsicsSpec], **sel) -> FrameSequence:
     rgb = _listing(folder / "rgb.txt")
     if not rgb:
         raise DatasetError(f"{folder / 'rgb.txt'} lists no images")
@@ -539,7 +544,7 @@ def _tum_default_camera(folder: Path) -> Camera:
 
 
 def _open_kitti(folder: Path, use_depth: bool, intrinsics: Optional[IntrinsicsSpec], image_topic: Optional[str],
-                **sel) -> Sequence:
+                **sel) -> FrameSequence:
     _need_depth(use_depth, False, folder, "KITTI odometry has no depth images")
     cams = [c for c in ("image_0", "image_2", "image_1", "image_3") if (folder / c).is_dir()]
     cam_dir = image_topic or cams[0]
@@ -585,7 +590,7 @@ def _euroc_root(path: Path) -> Optional[Path]:
 
 
 def _open_euroc(root: Path, use_depth: bool, intrinsics: Optional[IntrinsicsSpec], image_topic: Optional[str],
-                **sel) -> Sequence:
+                **sel) -> FrameSequence:
     _need_depth(use_depth, False, root, "EuRoC has no depth images")
     mav = root / "mav0"
     cam = image_topic or "cam0"
@@ -645,7 +650,7 @@ def _image_dir(folder: Path) -> Optional[Path]:
     return None
 
 
-def _open_folder(folder: Path, use_depth: bool, intrinsics: Optional[IntrinsicsSpec], **sel) -> Sequence:
+def _open_folder(folder: Path, use_depth: bool, intrinsics: Optional[IntrinsicsSpec], **sel) -> FrameSequence:
     img_dir = _image_dir(folder)
     paths = list_images(img_dir)
     camera, depth_scale = _camera_for(folder, intrinsics)
@@ -701,59 +706,20 @@ def _folder_poses(folder: Path, stamps: list[float], n: int) -> list[Optional[np
 # ---------------------------------------------------------------------------------------------------- rosbag2
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-#: encoding -> (dtype, channels, conversion to RGB)
-ENCODINGS = {"mono8": (np.uint8, 1, None), "8UC1": (np.uint8, 1, None), "mono16": (np.uint16, 1, None),
-             "16UC1": (np.uint16, 1, None), "32FC1": (np.float32, 1, None), "rgb8": (np.uint8, 3, None),
-             "bgr8": (np.uint8, 3, cv2.COLOR_BGR2RGB), "rgba8": (np.uint8, 4, cv2.COLOR_RGBA2RGB),
-             "bgra8": (np.uint8, 4, cv2.COLOR_BGRA2RGB)}
 
 
 def _stamp(msg, fallback_ns: int) -> float:
+    """The header stamp, or the bag's receive time when the header has none."""
     s = msg.header.stamp
-    return s.sec + s.nanosec * 1e-9 if (s.sec or s.nanosec) else fallback_ns * 1e-9
+    return stamp_to_sec(s) if (s.sec or s.nanosec) else fallback_ns * 1e-9
 
 
-def image_from_msg(msg) -> np.ndarray:
-    """sensor_msgs Image -> numpy (RGB for colour), honouring step and endianness. ValueError when it cannot."""
-    if msg.encoding not in ENCODINGS:
-        raise ValueError(f"image encoding {msg.encoding!r} not supported ({', '.join(ENCODINGS)})")
-    dtype, ch, code = ENCODINGS[msg.encoding]
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    row = msg.width * ch * dt.itemsize
-    data = np.asarray(msg.data, np.uint8)
-    if msg.step < row or data.size < msg.step * msg.height or msg.width == 0 or msg.height == 0:
-        raise ValueError(f"image {msg.width}x{msg.height} {msg.encoding} step {msg.step}: "
-                         f"{data.size} bytes is too short")
-    rows = data[: msg.step * msg.height].reshape(msg.height, msg.step)[:, :row]
-    img = np.ascontiguousarray(rows).view(dt).astype(dtype, copy=False).reshape(msg.height, msg.width, ch)
-    img = img[:, :, 0] if ch == 1 else img
-    return cv2.cvtColor(img, code) if code is not None else np.ascontiguousarray(img)
-
-
-def compressed_from_msg(msg) -> np.ndarray:
-    """sensor_msgs CompressedImage (jpeg/png, or compressedDepth png) -> numpy RGB / mono / uint16."""
-    data = np.asarray(msg.data, np.uint8).tobytes()
-    if "compresseddepth" in msg.format.lower():
-        start = data.find(b"\x89PNG")  # compressedDepth puts a 12-byte header before the png
-        data = data[start:] if start >= 0 else data
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"compressed image ({msg.format or 'no format'}, {len(data)} bytes) could not be decoded")
-    return to_rgb(img)
-
-
-def depth_from_msg(msg) -> np.ndarray:
-    """Depth Image / CompressedImage -> float32 metres (integer = millimetres)."""
-    d = compressed_from_msg(msg) if msg.__msgtype__.endswith("CompressedImage") else image_from_msg(msg)
-    if d.ndim != 2:
-        raise ValueError(f"depth image has {d.shape[2]} channels; expected 16UC1 (mm) or 32FC1 (m)")
-    return d.astype(np.float32) / np.float32(1000.0) if d.dtype.kind in "iu" else d.astype(np.float32)
-
-
-def camera_from_info(msg, where: str) -> Camera:
-    K = np.asarray(msg.k, float).reshape(3, 3)
-    return make_camera(msg.width, msg.height, K[0, 0], K[1, 1], K[0, 2], K[1, 2], np.asarray(msg.d, float),
-                       msg.distortion_model, where)
+def _camera(msg, where: str) -> Camera:
+    """CameraInfo -> Camera through the node's decoder; a refused one is a DatasetError that names the topic."""
+    try:
+        return camera_from_msg(msg)
+    except ConversionError as err:
+        raise DatasetError(f"{where}: unusable CameraInfo ({err}); pass intrinsics=") from None
 
 
 def _typestore():
@@ -779,7 +745,7 @@ def _parents(topic: str) -> Iterator[str]:
         yield "/" + "/".join(parts[:i]) if i else ""
 
 
-class BagSequence(Sequence):
+class BagSequence(FrameSequence):
     """Images (+ CameraInfo, + optional depth) of a rosbag2, read with `rosbags`."""
 
     kind = "rosbag2"
@@ -853,7 +819,7 @@ class BagSequence(Sequence):
     def _first_info(self, reader) -> Camera:
         conns = [c for c in reader.connections if c.topic == self.info_topic]
         for conn, _, raw in reader.messages(connections=conns):
-            return camera_from_info(reader.deserialize(raw, conn.msgtype), f"{self.path} {self.info_topic}")
+            return _camera(reader.deserialize(raw, conn.msgtype), f"{self.path} {self.info_topic}")
         raise DatasetError(f"{self.path}: CameraInfo topic {self.info_topic} has no messages; pass intrinsics=")
 
     # -- reading
@@ -872,13 +838,13 @@ class BagSequence(Sequence):
         conns = [c for c in reader.connections if c.topic in topics]
         camera = self.camera  # before the first CameraInfo: the bag's first one
         pending: deque = deque()  # frames waiting for a later depth image
-        depths: deque = deque(maxlen=64)  # (stamp, msg) recent depth messages
+        depths: deque = deque(maxlen=64)  # (stamp, msg, compressed) recent depth messages
         n_images = emitted = 0
         limit = self.count
         for conn, t_ns, raw in reader.messages(connections=conns):
             if conn.topic == self.info_topic and not self.fixed_camera:
                 try:
-                    camera = camera_from_info(reader.deserialize(raw, conn.msgtype), f"{self.path} {conn.topic}")
+                    camera = _camera(reader.deserialize(raw, conn.msgtype), f"{self.path} {conn.topic}")
                 except DatasetError:
                     pass  # one bad CameraInfo: keep the previous calibration
             elif conn.topic == self.image_topic:
@@ -888,7 +854,7 @@ class BagSequence(Sequence):
                 pending.append(self._image_frame(reader, conn, raw, t_ns, n_images - 1, camera))
             elif conn.topic == self.depth_topic:
                 msg = reader.deserialize(raw, conn.msgtype)
-                depths.append((_stamp(msg, t_ns), msg))
+                depths.append((_stamp(msg, t_ns), msg, conn.msgtype.endswith("CompressedImage")))
             while pending and self._ready(pending[0], depths, len(pending)):
                 emitted += 1
                 yield self._with_depth(pending.popleft(), depths)
@@ -911,7 +877,7 @@ class BagSequence(Sequence):
                          error=f"undecodable message on {conn.topic}: {err}")
         frame = Frame(stamp=_stamp(msg, t_ns), image=None, camera=camera, index=index)
         try:
-            frame.image = compressed_from_msg(msg) if conn.msgtype.endswith("CompressedImage") else image_from_msg(msg)
+            frame.image = compressed_to_numpy(msg) if conn.msgtype.endswith("CompressedImage") else image_to_numpy(msg)
         except ValueError as err:
             frame.error = f"unreadable image on {conn.topic} at {frame.stamp:.6f}: {err}"
             return frame
@@ -924,10 +890,10 @@ class BagSequence(Sequence):
     def _with_depth(self, frame: Frame, depths: deque) -> Frame:
         if self.depth_topic is None or frame.image is None or not depths:
             return frame
-        stamp, msg = min(depths, key=lambda d: abs(d[0] - frame.stamp))
+        stamp, msg, compressed = min(depths, key=lambda d: abs(d[0] - frame.stamp))
         if abs(stamp - frame.stamp) <= PAIR_TOLERANCE_S:
             try:
-                frame.depth = depth_from_msg(msg)
+                frame.depth = compressed_depth_to_numpy(msg) if compressed else depth_to_numpy(msg)
             except ValueError as err:
                 frame.error = f"unreadable depth on {self.depth_topic} at {stamp:.6f}: {err}"
         return frame
@@ -968,8 +934,8 @@ def _bag_path(path: Path) -> Path:
 
 def open_sequence(source: str, *, use_depth: bool = False, stride: int = 1, max_frames: Optional[int] = None,
                   image_topic: Optional[str] = None, info_topic: Optional[str] = None,
-                  depth_topic: Optional[str] = None, intrinsics: Optional[IntrinsicsSpec] = None) -> Sequence:
-    """Open any supported source (see the module docstring) as a `Sequence`.
+                  depth_topic: Optional[str] = None, intrinsics: Optional[IntrinsicsSpec] = None) -> FrameSequence:
+    """Open any supported source (see the module docstring) as a `FrameSequence`.
 
     ``stride`` keeps every n-th frame, ``max_frames`` caps the count after striding. ``image_topic`` names the
     bag topic, or the camera folder of KITTI (image_0|image_2) and EuRoC (cam0|cam1). ``intrinsics`` (a file,

@@ -2,8 +2,8 @@
 
 A backend has ``extract(image) -> (keypoints (N,2) float32, data)``, computed once per frame, and
 ``match(ref, cur) -> RawMatches`` between two `FrameFeatures`; ``n_layers`` is its matcher's depth (0 when it has
-no layers). ``lightglue`` (ALIKED + LightGlue, ours) and ``orb``/``sift`` (OpenCV) live here; `make_backend`
-builds the one a `FrontEndConfig` names, importing a learned backend only when it is asked for.
+no layers). ``lightglue`` (ALIKED + LightGlue, ours) and ``orb``/``sift`` (OpenCV) live here, other backends in
+modules beside it; `frontend.make_backend` builds the one a `FrontEndConfig` names.
 """
 from __future__ import annotations
 
@@ -204,14 +204,3 @@ class OpenCVBackend:
             scores.append(1.0 - best.distance / max(second.distance, 1e-6))
         matches = np.array(pairs, np.int64).reshape(-1, 2)
         return RawMatches(matches, np.array(scores, np.float32))
-
-
-def make_backend(config, device: torch.device, dtype: torch.dtype) -> Backend:
-    """The backend a `FrontEndConfig` names (validated by `FrontEnd`; backends read the config, never import it)."""
-    if config.backend == "lightglue":
-        return LightGlueBackend(config, device, dtype)
-    if config.backend == "hf":
-        from lightglue_ros.matching.hf_backend import HFBackend  # transformers is optional: imported for hf only
-
-        return HFBackend(config, device, dtype)
-    return OpenCVBackend(config, config.backend)

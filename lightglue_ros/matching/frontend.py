@@ -27,8 +27,8 @@ import torch
 from lightglue_ros.core.config import param
 from lightglue_ros.core.image import check_image, normalise_channels, to_grey, to_uint8
 from lightglue_ros.core.types import Telemetry, TrackResult
-from lightglue_ros.matching.backends import (FrameFeatures, FrontEndError, make_backend, resolve_device,
-                                             resolve_precision)
+from lightglue_ros.matching.backends import (Backend, FrameFeatures, FrontEndError, LightGlueBackend, OpenCVBackend,
+                                             resolve_device, resolve_precision)
 
 BACKENDS = ("lightglue", "orb", "sift", "hf")
 DETECTORS = ("aliked", "dog")  # where the LightGlue backend puts its keypoints (ALIKED describes both)
@@ -90,6 +90,17 @@ def load_mask_image(path: str) -> Optional[np.ndarray]:
     if mask is None:
         raise FrontEndError(f"mask file '{path}' cannot be read as an image")
     return mask > 0
+
+
+def make_backend(config, device: torch.device, dtype: torch.dtype) -> Backend:
+    """The backend a `FrontEndConfig` names (validated by `FrontEnd`), importing an optional one only when asked."""
+    if config.backend == "lightglue":
+        return LightGlueBackend(config, device, dtype)
+    if config.backend == "hf":
+        from lightglue_ros.matching.hf_backend import HFBackend  # transformers is optional: imported for hf only
+
+        return HFBackend(config, device, dtype)
+    return OpenCVBackend(config, config.backend)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """ROS 2 node ``lightglue_matcher``: camera in, odometry / TF / path / matches / diagnostics out.
 
-A thin adapter around `pipeline.Pipeline`: it converts messages (`conversions`), hands the newest frame to one
-worker thread, and publishes what the pipeline returns. No vision or geometry is decided here.
+A thin adapter around `odometry.pipeline.Pipeline`: it decodes messages (`io.msg_decode`), hands the newest frame
+to one worker thread, and publishes what the pipeline returns (`ros.msgs`). No vision or geometry is decided here.
+Its helpers: `ros.sync` (CameraInfo per stamp, image + depth pairing, the worker's mailbox), `ros.diagnostics`
+(outcome counts, cause log, /diagnostics), `ros.tf` (extrinsic in, odom -> base out), `ros.params`.
 
 Frames: ``odom`` is the base frame at the first image. The pipeline's poses are ``T_world_cam`` with world = the
 first camera optical frame; the node publishes ``T_odom_base = T_base_cam . T_world_cam . T_base_cam^-1``, with
@@ -16,31 +18,39 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, List, Optional
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
-from rclpy.executors import ExternalShutdownException
 from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
-from lightglue_ros.ros import msgs as conv
+from lightglue_ros.core.image import check_image
+from lightglue_ros.core.types import FAILED, LOST, PROCESSED, SKIPPED, TRACKING, Camera, FrameOutcome, reason_key
+from lightglue_ros.eval.viz import draw_matches
+from lightglue_ros.geometry.frames import camera_pose_to_base, pose_covariance_to_base, twist_to_base
+from lightglue_ros.geometry.resize import Resized, limit_size, unscale_points
+from lightglue_ros.geometry.rgbd import lift_keypoints
+from lightglue_ros.io.msg_decode import (ConversionError, compressed_to_numpy, depth_to_numpy, image_to_numpy,
+                                         mask_to_numpy, stamp_to_sec)
+from lightglue_ros.odometry.pipeline import Pipeline, PipelineConfig
+from lightglue_ros.ros.diagnostics import CauseLog, OutcomeCounters, diagnostics_status
+from lightglue_ros.ros.msgs import matches_cloud, numpy_to_image, odometry_msg, pose_stamped, transform_stamped
 from lightglue_ros.ros.params import (NODE_NAME, NodeSettings, ParameterError, build_configs, declare_all,
                                       load_mask_file, parameter_table)
-from lightglue_ros.core.image import check_image
-from lightglue_ros.odometry.odometry import OdometryConfig
-from lightglue_ros.core.types import FAILED, LOST, PROCESSED, SKIPPED, TRACKING, Camera, FrameOutcome, reason_key
+from lightglue_ros.ros.sync import CameraInfos, NewestSlot, ReferenceImages, StampPairer, StampWatch
+from lightglue_ros.ros.tf import Extrinsic, TfOut
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
@@ -75,359 +85,12 @@ class FrameRejected(Exception):
         self.outcome, self.reason, self.text, self.level = outcome, reason, text, level
 
 
-class CameraInfos:
-    """Recent CameraInfo messages; the image gets the one with its own stamp when it is here, else the newest.
-
-    A driver stamps image and info alike. Preferring that pair keeps a mode change (new size, new intrinsics)
-    consistent even when the next info already arrived. Each message is converted once (the result or the
-    error is cached, so a bad info fails every frame it is used for, not only the first).
-    """
-
-    def __init__(self, keep: int = 8):
-        self._lock = threading.Lock()
-        self._msgs: Deque[CameraInfo] = collections.deque(maxlen=keep)
-        self._cached: Tuple[Optional[CameraInfo], Optional[Camera], Optional[conv.ConversionError]] = (None, None, None)
-
-    def add(self, msg: CameraInfo) -> None:
-        with self._lock:
-            self._msgs.append(msg)
-
-    def camera_for(self, stamp: float) -> Optional[Camera]:
-        """The Camera for an image stamp; None before any CameraInfo; raises ConversionError for a bad one."""
-        with self._lock:
-            msgs = list(self._msgs)
-        if not msgs:
-            return None
-        msg = next((m for m in reversed(msgs) if conv.stamp_to_sec(m.header.stamp) == stamp), msgs[-1])
-        if msg is not self._cached[0]:
-            try:
-                self._cached = (msg, conv.camera_from_msg(msg), None)
-            except conv.ConversionError as exc:
-                self._cached = (msg, None, exc)
-        if self._cached[2] is not None:
-            raise self._cached[2]
-        return self._cached[1]
-
-
-class StampPairer:
-    """Pairs each image with a depth image whose stamp is within ``slop`` (ApproximateTime for two topics).
-
-    message_filters is not installable from PyPI, and two streams from one RGB-D driver carry equal or nearly
-    equal stamps, so first-fit pairing is enough. Bounded: at most ``capacity`` of each kind wait.
-    Returns ``(pairs, evicted)``: evicted images will never be paired (an older image lost its chance when a
-    newer one paired; or the buffer overflowed).
-    """
-
-    def __init__(self, slop: float, capacity: int = 8):
-        self.slop = slop
-        self.images: Deque[Tuple[float, Any]] = collections.deque()
-        self.depths: Deque[Tuple[float, Any]] = collections.deque(maxlen=capacity)
-        self.capacity = capacity
-
-    def add_image(self, stamp: float, item: Any) -> Tuple[List[Tuple[Any, Any]], List[Any]]:
-        self.images.append((stamp, item))
-        evicted = []
-        while len(self.images) > self.capacity:
-            evicted.append(self.images.popleft()[1])
-        pairs, older = self._match()
-        return pairs, evicted + older
-
-    def add_depth(self, stamp: float, item: Any) -> Tuple[List[Tuple[Any, Any]], List[Any]]:
-        self.depths.append((stamp, item))
-        pairs, evicted = self._match()
-        # A depth stream is in stamp order: once a depth newer than an image + slop arrived, no later depth can
-        # pair with that image, so it gets its outcome now instead of waiting for the buffer to overflow.
-        while self.images and self.images[0][0] < stamp - self.slop:
-            evicted.append(self.images.popleft()[1])
-        return pairs, evicted
-
-    def _match(self) -> Tuple[List[Tuple[Any, Any]], List[Any]]:
-        """Pair the newest image that has a depth within slop; older waiting images are evicted."""
-        for i in range(len(self.images) - 1, -1, -1):
-            stamp, image = self.images[i]
-            best = min(range(len(self.depths)), key=lambda j: abs(self.depths[j][0] - stamp), default=None)
-            if best is None or abs(self.depths[best][0] - stamp) > self.slop:
-                continue
-            depth = self.depths[best][1]
-            evicted = [self.images[k][1] for k in range(i)]
-            for _ in range(i + 1):
-                self.images.popleft()
-            for _ in range(best + 1):  # this depth and older ones are used up
-                self.depths.popleft()
-            return [(image, depth)], evicted
-        return [], []
-
-
-class NewestSlot:
-    """One-frame mailbox: ``put`` replaces (and returns) the waiting frame; the worker ``take``s the newest."""
-
-    def __init__(self):
-        self._item = None
-        self._cond = threading.Condition()
-        self._closed = False
-
-    def put(self, item) -> Optional[Any]:
-        with self._cond:
-            old, self._item = self._item, item
-            self._cond.notify()
-            return old
-
-    def take(self, timeout: float = 0.2) -> Optional[Any]:
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-_MAX_REASONS = 64  # distinct reason / event keys kept; later new ones count as "other" (memory stays bounded)
-
-
 #: An image whose pixels all lie within this many grey levels (8-bit; x256 for 16-bit) is blank: black, white.
 BLANK_RANGE = 2
 
 #: The pipeline resets itself before a frame for these causes, and the frame's reason then starts with the cause
 #: (pipeline.py); the node counts them as ``reset.<cause>`` and says so in the log.
 PIPELINE_RESETS = ("frame size changed", "time jumped backwards")
-
-
-class OutcomeCounters:
-    """Thread-safe counts by outcome and reason, events, plus per-period sums for /diagnostics.
-
-    Keys: ``skipped.<reason>`` / ``failed.<reason>`` (every such frame), ``processed.<reason>`` (processed frames
-    that carry a note: static, initialising, first frame, ...), ``reset.<cause>`` and ``event.<name>`` (things
-    that happened to the stream without deciding a frame's outcome: stamp gaps, tracking lost, empty depth).
-    """
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.received = 0
-        self.totals = collections.Counter()  # processed / skipped / failed
-        self.reasons = collections.Counter()  # "<outcome>.<reason>", "reset.<cause>", "event.<name>"
-        self.matches_images = 0
-        self.keyframes = 0
-        self.last_stamp = float("nan")  # stamp of the newest frame with an outcome
-        self.window = collections.Counter()  # sums since the last diagnostics message
-        self.state = "initializing"
-        self.device = ""
-        self.backend = ""
-        self.n_layers = 0
-
-    def count_received(self) -> None:
-        with self.lock:
-            self.received += 1
-            self.window["received"] += 1
-
-    def count(self, outcome: str, reason: str = "", stamp: Optional[float] = None) -> None:
-        with self.lock:
-            self.totals[outcome] += 1
-            self.window[outcome] += 1
-            if stamp is not None:
-                self.last_stamp = stamp
-            if outcome != PROCESSED or reason:
-                self._bump(outcome, reason_key(reason))
-
-    def event(self, kind: str, name: str) -> None:
-        """``kind`` "reset" or "event"; ``name`` a short stable key."""
-        with self.lock:
-            self._bump(kind, name)
-
-    def _bump(self, prefix: str, name: str) -> None:
-        key = f"{prefix}.{name}"
-        if key not in self.reasons and len(self.reasons) >= _MAX_REASONS:
-            key = f"{prefix}.other"
-        self.reasons[key] += 1
-
-    def add_telemetry(self, out: FrameOutcome) -> None:
-        with self.lock:
-            w = self.window
-            for key in ("extract_ms", "match_ms", "pose_ms", "total_ms"):
-                w[key] += getattr(out, key)
-            if out.track is not None:
-                tel = out.track.telemetry
-                w["timed"] += 1
-                w["stop_layer"] += tel.stop_layer
-                w["pruned"] += tel.pruned0 + tel.pruned1
-                w["keypoints"] += tel.keypoints0 + tel.keypoints1
-                w["matches"] += out.track.num_matches
-                self.device, self.backend, self.n_layers = tel.device, tel.backend, tel.n_layers
-            if out.odometry is not None:
-                w["with_pose"] += 1
-                w["inliers"] += out.odometry.inliers
-                self.state = out.odometry.state
-                self.keyframes += int(bool(out.odometry.keyframe))
-
-    def total(self) -> int:
-        with self.lock:
-            return sum(self.totals.values())
-
-    def snapshot(self) -> Tuple[int, collections.Counter, collections.Counter, collections.Counter]:
-        """(received, totals, reasons, window) and a fresh window."""
-        with self.lock:
-            window, self.window = self.window, collections.Counter()
-            return self.received, collections.Counter(self.totals), collections.Counter(self.reasons), window
-
-
-class StampWatch:
-    """Watches image stamps for what a bag loop, a restarted driver or a stalled camera looks like.
-
-    ``check(stamp)`` -> ("backwards" | "duplicate" | "gap" | "", seconds): a stamp older than the previous one,
-    the same stamp again, or a forward jump much longer than the usual frame interval (``GAP_FACTOR`` times the
-    median of the recent intervals, and at least ``GAP_MIN_S``). It only reports; the pipeline decides resets.
-    """
-
-    GAP_MIN_S = 1.0
-    GAP_FACTOR = 20.0
-
-    def __init__(self, history: int = 30):
-        self.last: Optional[float] = None
-        self.intervals: Deque[float] = collections.deque(maxlen=history)
-
-    def check(self, stamp: float) -> Tuple[str, float]:
-        last, self.last = self.last, stamp
-        if last is None:
-            return "", 0.0
-        dt = stamp - last
-        if dt < 0:
-            self.intervals.clear()  # a new recording: its frame rate may differ
-            return "backwards", -dt
-        if dt == 0:
-            return "duplicate", 0.0
-        usual = float(np.median(self.intervals)) if self.intervals else 0.0
-        self.intervals.append(dt)
-        if usual > 0 and dt > max(self.GAP_MIN_S, self.GAP_FACTOR * usual):
-            return "gap", dt
-        return "", dt
-
-
-class CauseLog:
-    """Log each distinct cause once, then at most every ``period`` seconds with its count (no log floods).
-
-    Lines start with ``[cause]``; for frame outcomes and events the cause is the /diagnostics key
-    (``failed.bad_step``, ``reset.time jumped backwards``, ``event.stamp_gap``), so logs and counts line up.
-    """
-
-    def __init__(self, logger, period: float = 10.0):
-        self.logger, self.period = logger, period
-        self.last: Dict[str, float] = {}
-        self.counts = collections.Counter()
-
-    def __call__(self, cause: str, text: str, level: str = "warning") -> None:
-        self.counts[cause] += 1
-        now = time.monotonic()
-        if cause in self.last and now - self.last[cause] < self.period:
-            return
-        self.last[cause] = now
-        n = self.counts[cause]
-        line = f"[{cause}] {text}" + ("" if n == 1 else f" ({n} times so far)")
-        # One call site per severity: rclpy refuses a call site whose severity changes ("Logger severity cannot be
-        # changed between calls"), which would turn a log line into an exception in the worker.
-        if level == "error":
-            self.logger.error(line)
-        elif level == "info":
-            self.logger.info(line)
-        else:
-            self.logger.warning(line)
-
-
-class Extrinsic:
-    """T_base_cam: identity when base_frame is the camera frame, else TF (tf2_ros) or the parameter.
-
-    Latched once known: a camera mount does not move, and a changing extrinsic would make odometry jump.
-    """
-
-    def __init__(self, node: Node, settings: NodeSettings):
-        self.node, self.settings = node, settings
-        self.T: Optional[np.ndarray] = None
-        self.buffer = None
-        self.first_try: Optional[float] = None
-        try:
-            import tf2_ros
-
-            self.buffer = tf2_ros.Buffer()
-            self.listener = tf2_ros.TransformListener(self.buffer, node)
-        except ImportError:
-            pass
-
-    def get(self, camera_frame: str) -> Tuple[Optional[np.ndarray], str]:
-        """(T_base_cam, "") or (None, reason to skip the frame for now)."""
-        if self.T is not None:
-            return self.T, ""
-        if camera_frame == self.settings.base_frame:
-            self.T = np.eye(4)
-        elif self.buffer is None:
-            self.T = self.settings.camera_to_base
-        else:
-            self.T = self._from_tf(camera_frame)
-            if self.T is None:
-                return None, "waiting_for_extrinsic_tf"
-        return self.T, ""
-
-    def _from_tf(self, camera_frame: str) -> Optional[np.ndarray]:
-        from rclpy.time import Time
-
-        now = time.monotonic()
-        self.first_try = self.first_try or now
-        try:
-            tf = self.buffer.lookup_transform(self.settings.base_frame, camera_frame, Time())
-            return conv.transform_to_matrix(tf.transform)
-        except Exception as exc:  # noqa: BLE001 - tf2 raises several lookup exception types
-            if now - self.first_try < self.settings.tf_timeout:
-                return None
-            self.node.get_logger().warning(
-                f"no TF {self.settings.base_frame} <- {camera_frame} after {self.settings.tf_timeout:.1f} s "
-                f"({exc}); using parameter camera_to_base")
-            return self.settings.camera_to_base
-
-
-class TfOut:
-    """odom -> base TF: tf2_ros broadcaster, else a tf2_msgs/TFMessage on /tf, else nothing (logged once)."""
-
-    def __init__(self, node: Node):
-        self.send: Optional[Callable] = None
-        try:
-            import tf2_ros
-
-            broadcaster = tf2_ros.TransformBroadcaster(node)
-            self.send = broadcaster.sendTransform
-            return
-        except ImportError:
-            pass
-        try:
-            from tf2_msgs.msg import TFMessage
-
-            pub = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
-            self.send = lambda tf: pub.publish(TFMessage(transforms=[tf]))
-        except ImportError:
-            node.get_logger().info("tf2_ros and tf2_msgs are not installed: the odom -> base TF is not published")
-
-
-class ReferenceImages:
-    """Images the matches image may need: the current keyframe and a few recent frames, by stamp (bounded)."""
-
-    def __init__(self, recent: int = 4):
-        self.recent: Deque[Tuple[float, np.ndarray]] = collections.deque(maxlen=recent)
-        self.keyframe: Optional[Tuple[float, np.ndarray]] = None
-
-    def remember(self, stamp: float, image: np.ndarray, keyframe: bool) -> None:
-        self.recent.append((stamp, image))
-        if keyframe:
-            self.keyframe = (stamp, image)
-
-    def get(self, stamp: Optional[float]) -> Optional[np.ndarray]:
-        for s, img in ([self.keyframe] if self.keyframe else []) + list(self.recent):
-            if stamp is not None and abs(s - stamp) < 1e-9:
-                return img
-        return None
-
-    def clear(self) -> None:
-        self.recent.clear()
-        self.keyframe = None
 
 
 # ------------------------------------------------------------------------------------------------ the node
@@ -450,9 +113,7 @@ class MatcherNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.settings, fe_cfg, od_cfg = build_configs(declare_all(self))
         self._warn_unknown_overrides()
-        from lightglue_ros.odometry.pipeline import Pipeline, PipelineConfig  # torch + weights load here: the slow part of start-up
-
-        try:
+        try:  # the weights load here: the slow part of start-up
             self.pipeline = Pipeline(PipelineConfig(frontend=fe_cfg, odometry=od_cfg))
         except ValueError as exc:  # FrontEndError and config checks of the core
             raise ParameterError(str(exc)) from exc
@@ -535,19 +196,19 @@ class MatcherNode(Node):
             self._offer(item)
             return
         with self.pair_lock:
-            pairs, evicted = self.pairer.add_image(conv.stamp_to_sec(msg.header.stamp), item)
+            pairs, evicted = self.pairer.add_image(stamp_to_sec(msg.header.stamp), item)
         self._after_pairing(pairs, evicted)
 
     def _on_depth(self, msg: Image) -> None:
         with self.pair_lock:
-            pairs, evicted = self.pairer.add_depth(conv.stamp_to_sec(msg.header.stamp), msg)
+            pairs, evicted = self.pairer.add_depth(stamp_to_sec(msg.header.stamp), msg)
         self._after_pairing(pairs, evicted)
 
     def _after_pairing(self, pairs, evicted) -> None:
         for item in evicted:
             self.log_cause(f"{SKIPPED}.no_depth_within_sync_slop", "no depth image within sync_slop "
                            f"({self.settings.sync_slop:g} s) of the image's stamp: frame skipped")
-            self._finish(SKIPPED, "no_depth_within_sync_slop", conv.stamp_to_sec(item.image.header.stamp))
+            self._finish(SKIPPED, "no_depth_within_sync_slop", stamp_to_sec(item.image.header.stamp))
         for image, depth in pairs:
             image.depth = depth
             self._offer(image)
@@ -557,7 +218,7 @@ class MatcherNode(Node):
         if old is not None:  # the worker was busy: the newer frame wins
             self.log_cause(f"{SKIPPED}.dropped", "the worker was busy: an older frame was dropped (newest wins)",
                            "info")
-            self._finish(SKIPPED, "dropped", conv.stamp_to_sec(old.image.header.stamp))
+            self._finish(SKIPPED, "dropped", stamp_to_sec(old.image.header.stamp))
 
     def _on_reset(self, request, response):
         # Applied by the worker before its next frame, so the service never waits for a running inference.
@@ -591,14 +252,14 @@ class MatcherNode(Node):
             frame = self._convert(item)
         except FrameRejected as rej:
             self.log_cause(f"{rej.outcome}.{rej.reason}", f"frame {rej.outcome}: {rej.text}", rej.level)
-            self._finish(rej.outcome, rej.reason, conv.stamp_to_sec(item.image.header.stamp))
+            self._finish(rej.outcome, rej.reason, stamp_to_sec(item.image.header.stamp))
             return
         T_base_cam, why = self.extrinsic.get(frame.frame_id)
         if T_base_cam is None:
             self._finish(SKIPPED, why, frame.stamp)
             return
         self._watch_stamp(frame.stamp)
-        small = conv.limit_size(frame.image, frame.camera, frame.depth, frame.mask, self.settings.max_image_size)
+        small = limit_size(frame.image, frame.camera, frame.depth, frame.mask, self.settings.max_image_size)
         out = self._finite(self.pipeline.process(small.image, small.camera, frame.stamp, depth=small.depth,
                                                  mask=small.mask))
         self.counters.add_telemetry(out)
@@ -616,7 +277,7 @@ class MatcherNode(Node):
     def _convert(self, item: FrameInput) -> ConvertedFrame:
         """Messages -> arrays; raises FrameRejected with the outcome and reason of a frame that cannot be used."""
         msg = item.image
-        stamp = conv.stamp_to_sec(msg.header.stamp)
+        stamp = stamp_to_sec(msg.header.stamp)
         image = self._image(msg)
         camera = self._camera_for(stamp, image)
         depth = self._depth(item.depth, image) if item.depth is not None else None
@@ -626,8 +287,8 @@ class MatcherNode(Node):
     @staticmethod
     def _image(msg) -> np.ndarray:
         try:
-            image = conv.compressed_to_numpy(msg) if isinstance(msg, CompressedImage) else conv.image_to_numpy(msg)
-        except conv.ConversionError as exc:
+            image = compressed_to_numpy(msg) if isinstance(msg, CompressedImage) else image_to_numpy(msg)
+        except ConversionError as exc:
             raise FrameRejected(FAILED, exc.reason, f"image: {exc}") from None
         # Rejected here, not in the pipeline: a garbage frame of another size would reset the reference twice.
         why = check_image(image)
@@ -644,7 +305,7 @@ class MatcherNode(Node):
     def _camera_for(self, stamp: float, image: np.ndarray) -> Camera:
         try:
             camera = self.infos.camera_for(stamp)
-        except conv.ConversionError as exc:
+        except ConversionError as exc:
             raise FrameRejected(FAILED, exc.reason, f"camera_info: {exc}") from None
         if camera is None:
             raise FrameRejected(SKIPPED, "no camera_info", f"no CameraInfo received yet on "
@@ -657,8 +318,8 @@ class MatcherNode(Node):
 
     def _depth(self, msg: Image, image: np.ndarray) -> np.ndarray:
         try:
-            depth = conv.depth_to_numpy(msg)
-        except conv.ConversionError as exc:
+            depth = depth_to_numpy(msg)
+        except ConversionError as exc:
             raise FrameRejected(FAILED, f"depth_{exc.reason}", f"depth: {exc}") from None
         if depth.shape != image.shape[:2]:
             # Checked before max_image_size resizing, which would silently stretch it to the image's size.
@@ -731,8 +392,8 @@ class MatcherNode(Node):
             masks.append(("mask_file", self.static_mask))
         if self.mask_msg is not None:
             try:
-                masks.append(("mask topic", conv.mask_to_numpy(self.mask_msg)))
-            except conv.ConversionError as exc:
+                masks.append(("mask topic", mask_to_numpy(self.mask_msg)))
+            except ConversionError as exc:
                 self.log_cause(f"mask.{exc.reason}", f"mask topic ignored: {exc}")
         combined = None
         for name, mask in masks:
@@ -747,7 +408,7 @@ class MatcherNode(Node):
         self.counters.count(outcome, reason, stamp)
 
     # ---- publishing ----------------------------------------------------------------------------------------
-    def _publish(self, out: FrameOutcome, small: conv.Resized, header: Header, frame_id: str,
+    def _publish(self, out: FrameOutcome, small: Resized, header: Header, frame_id: str,
                  T_base_cam: np.ndarray) -> None:
         odo, track = out.odometry, out.track
         stamp = header.stamp
@@ -762,33 +423,31 @@ class MatcherNode(Node):
                 self._publish_match_image(out, small.image, Header(stamp=stamp, frame_id=frame_id))
 
     def _publish_odometry(self, odo, stamp, T_base_cam: np.ndarray) -> None:
-        T = conv.camera_pose_to_base(odo.pose, T_base_cam)
+        T = camera_pose_to_base(odo.pose, T_base_cam)
         cov = np.array(odo.covariance, np.float64)
         if odo.state == LOST:  # make sure a consumer never trusts a lost pose, whatever the core did
             floor = self.od_cfg.lost_covariance
             cov = cov + np.diag(np.maximum(0.0, floor - np.diag(cov)))
-        pose_cov = conv.pose_covariance_to_base(cov, T_base_cam, T)
-        twist, twist_cov = conv.twist_to_base(odo.velocity, odo.twist_covariance, T_base_cam)
+        pose_cov = pose_covariance_to_base(cov, T_base_cam, T)
+        twist, twist_cov = twist_to_base(odo.velocity, odo.twist_covariance, T_base_cam)
         s = self.settings
-        self.odom_pub.publish(conv.odometry_msg(T, pose_cov, twist, twist_cov, stamp, s.odom_frame, s.base_frame))
+        self.odom_pub.publish(odometry_msg(T, pose_cov, twist, twist_cov, stamp, s.odom_frame, s.base_frame))
         if self.tf_out is not None and self.tf_out.send is not None:
-            self.tf_out.send(conv.transform_stamped(T, stamp, s.odom_frame, s.base_frame))
+            self.tf_out.send(transform_stamped(T, stamp, s.odom_frame, s.base_frame))
         if s.path_max_length > 0:
-            self.path.append(conv.pose_stamped(T, stamp, s.odom_frame))
+            self.path.append(pose_stamped(T, stamp, s.odom_frame))
             if self.path_pub.get_subscription_count() > 0:
                 self.path_pub.publish(Path(header=Header(stamp=stamp, frame_id=s.odom_frame), poses=list(self.path)))
 
-    def _publish_cloud(self, track, small: conv.Resized, header: Header) -> None:
+    def _publish_cloud(self, track, small: Resized, header: Header) -> None:
         p0, p1 = track.points0, track.points1
         xyz = None
         if small.depth is not None and small.camera is not None:
-            from lightglue_ros.geometry import lift_keypoints
-
             cfg = self.od_cfg
             xyz = lift_keypoints(p1, small.depth, small.camera, cfg.min_depth, cfg.max_depth,
                                  cfg.depth_interpolation).xyz
-        p0, p1 = conv.unscale_points(p0, small.scale), conv.unscale_points(p1, small.scale)  # pixels as received
-        self.cloud_pub.publish(conv.matches_cloud(p0, p1, track.scores, track.track_ids, header, xyz))
+        p0, p1 = unscale_points(p0, small.scale), unscale_points(p1, small.scale)  # pixels as received
+        self.cloud_pub.publish(matches_cloud(p0, p1, track.scores, track.track_ids, header, xyz))
 
     def _publish_match_image(self, out: FrameOutcome, image: np.ndarray, header: Header) -> None:
         track = out.track
@@ -799,8 +458,8 @@ class MatcherNode(Node):
         inliers = out.odometry.inliers if out.odometry is not None else 0
         text = (f"stop layer {tel.stop_layer}/{tel.n_layers}  matches {track.num_matches}  inliers {inliers}  "
                 f"{out.total_ms:.0f} ms")
-        canvas = conv.draw_matches(ref, image, track.points0, track.points1, track.scores, text)
-        self.match_image_pub.publish(conv.numpy_to_image(canvas, "rgb8", header))
+        canvas = draw_matches(ref, image, track.points0, track.points1, track.scores, text)
+        self.match_image_pub.publish(numpy_to_image(canvas, "rgb8", header))
         with self.counters.lock:
             self.counters.matches_images += 1
 
@@ -808,57 +467,15 @@ class MatcherNode(Node):
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         dt, self._last_diag = max(1e-6, now - self._last_diag), now
-        received, totals, reasons, w = self.counters.snapshot()
-        timed, posed = max(1, w["timed"]), max(1, w["with_pose"])
-        state = self.counters.state
-        values = {
-            "received": received, "processed": totals[PROCESSED], "skipped": totals[SKIPPED],
-            "failed": totals[FAILED], "dropped": reasons[f"{SKIPPED}.dropped"],
-            "input_rate_hz": w["received"] / dt, "processed_rate_hz": w[PROCESSED] / dt,
-            "extract_ms": w["extract_ms"] / timed, "match_ms": w["match_ms"] / timed,
-            "pose_ms": w["pose_ms"] / timed, "total_ms": w["total_ms"] / timed,
-            "stop_layer_mean": w["stop_layer"] / timed, "layers": self.counters.n_layers,
-            "pruned_fraction": w["pruned"] / w["keypoints"] if w["keypoints"] else 0.0,
-            "matches_mean": w["matches"] / timed, "inliers_mean": w["inliers"] / posed,
-            "state": state, "device": self.counters.device or self.pipeline_device(),
-            "backend": self.counters.backend, "matches_images": self.counters.matches_images,
-            "keyframes": self.counters.keyframes, "last_stamp": _stamp_text(self.counters.last_stamp),
-        }
-        values.update(sorted(reasons.items()))
-        status = DiagnosticStatus(name=f"{NODE_NAME}: visual odometry", hardware_id=str(values["device"]))
-        status.level, status.message = self._health(state, w, dt)
-        status.values = [KeyValue(key=k, value=_fmt(v)) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
+        array = DiagnosticArray(status=[diagnostics_status(self.counters, dt, self.pipeline_device())])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)
-
-    @staticmethod
-    def _health(state: str, w, dt: float) -> Tuple[bytes, str]:
-        done = w[PROCESSED] + w[SKIPPED] + w[FAILED]
-        if w["received"] == 0 and done == 0:
-            return DiagnosticStatus.WARN, "no images"
-        if done and w[FAILED] == done:
-            return DiagnosticStatus.ERROR, f"every frame failed ({w[FAILED]} in {dt:.1f} s)"
-        if state == LOST:
-            return DiagnosticStatus.WARN, "tracking lost"
-        return DiagnosticStatus.OK, f"{state}, {w[PROCESSED] / dt:.1f} frames/s"
 
     # ---- shutdown --------------------------------------------------------------------------------------------
     def close(self) -> None:
         self.stopping.set()
         self.slot.close()
         self.worker.join(timeout=5.0)
-
-
-def _stamp_text(t: float) -> str:
-    """A stamp with all its nanoseconds (diagnostics values are text)."""
-    return f"{t:.9f}" if math.isfinite(t) else "none"
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.3f}" if math.isfinite(v) else str(v)
-    return str(v)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -16,9 +16,10 @@ from rclpy.node import Node
 
 from lightglue_ros.core.errors import LightGlueRosError
 from lightglue_ros.core.config import FieldDoc, field_default, field_doc
+from lightglue_ros.core.lie import transform_from_xyzq
+from lightglue_ros.geometry.frames import OPTICAL_TO_BODY_XYZQ
 from lightglue_ros.matching.frontend import FrontEndConfig
 from lightglue_ros.odometry.odometry import OdometryConfig
-from lightglue_ros.ros import msgs as conv
 
 NODE_NAME = "lightglue_matcher"
 
@@ -64,7 +65,7 @@ NODE_PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("path_max_length", 1000, "Poses kept in the published path (0 = no path).", lo=0, hi=_BIG),
     ParamSpec("max_image_size", 0, "Longer image side processed (px); larger frames are resized, intrinsics "
               "scaled and keypoints scaled back (0 = full size).", lo=0, hi=16384),
-    ParamSpec("camera_to_base", list(conv.OPTICAL_TO_BODY_XYZQ),
+    ParamSpec("camera_to_base", list(OPTICAL_TO_BODY_XYZQ),
               "Pose of the camera optical frame in base_frame, x y z qx qy qz qw, used when TF has none "
               "(default: forward-looking camera at the base origin, REP-103 optical -> body)."),
     ParamSpec("tf_timeout", 1.0, "Seconds to wait for the camera->base TF (tf2_ros only) before falling back "
@@ -173,7 +174,7 @@ def build_configs(values: Dict[str, Any]) -> Tuple[NodeSettings, FrontEndConfig,
     if values["min_depth"] >= values["max_depth"]:
         raise ParameterError(f"min_depth ({values['min_depth']}) must be below max_depth ({values['max_depth']})")
     try:
-        T_base_cam = conv.transform_from_xyzq(values["camera_to_base"])
+        T_base_cam = transform_from_xyzq(values["camera_to_base"])
     except ValueError as exc:
         raise ParameterError(f"parameter 'camera_to_base': {exc}") from exc
     node_fields = {f.name for f in dataclasses.fields(NodeSettings)}

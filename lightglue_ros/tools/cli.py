@@ -21,6 +21,7 @@ import numpy as np
 
 from lightglue_ros.core.errors import LightGlueRosError, UserError
 from lightglue_ros.eval import metrics as evaluate
+from lightglue_ros.eval.viz import plot_matches
 from lightglue_ros.odometry.runner import FRAME_COLUMNS, match_pair, run_sequence, summarize, write_frames_csv
 from lightglue_ros.tools.args import positive_int
 
@@ -319,34 +320,6 @@ def cmd_pair(args) -> int:
                    "keypoints": [len(tr.kpts0), len(tr.kpts1)], "ok": bool(rel.ok), "reason": rel.reason or ""}
         print(json.dumps(payload))
     return 0
-
-
-def plot_matches(path, img0, img1, pts0, pts1, inliers=None, title: str = "") -> None:
-    """Both images side by side, one line per match: green inliers, red outliers (all green without a mask)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h = max(img0.shape[0], img1.shape[0])
-    canvas = np.zeros((h, img0.shape[1] + img1.shape[1], 3), np.uint8)
-    for x0, img in ((0, img0), (img0.shape[1], img1)):
-        rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
-        canvas[: img.shape[0], x0: x0 + img.shape[1]] = rgb
-    fig, ax = plt.subplots(figsize=(12, 12 * h / canvas.shape[1] + 0.5))
-    ax.imshow(canvas)
-    ok = np.ones(len(pts0), bool) if inliers is None or len(inliers) != len(pts0) else inliers
-    for good, colour in ((False, "tab:red"), (True, "lime")):
-        sel = ok == good
-        xs = np.stack([pts0[sel, 0], pts1[sel, 0] + img0.shape[1]])
-        ys = np.stack([pts0[sel, 1], pts1[sel, 1]])
-        ax.plot(xs, ys, "-", color=colour, linewidth=0.6, alpha=0.8)
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path), dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
 
 def add_pair_parser(sub) -> None:

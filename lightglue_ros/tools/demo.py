@@ -3,7 +3,8 @@
 A player node (this process) renders the synthetic scene with ground truth on the fly and publishes Image +
 CameraInfo; ``matcher_node`` runs in its own process, as on a robot. Both use the shared-memory-only Fast DDS
 profile and a ROS_DOMAIN_ID of their own, so nothing leaves this host. The player sends the next frame once
-the node has finished the previous one (lock-step: the numbers measure the node, not DDS queueing).
+the node has finished the previous one (lock-step: the numbers measure the node, not DDS queueing). The player,
+the launcher and the listener are `harness`'s, shared with the long-run benchmark and the node tests.
 
 Writes into DIR: ``trajectory.png`` (estimate after Sim(3) alignment vs ground truth, from above),
 ``matches.png`` (one image received from ``matches/image``), ``estimate.tum`` / ``groundtruth.tum`` (camera
@@ -14,10 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,44 +23,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-STAMP0 = 1000.0  # first image stamp (s): 0 reads as "unset" to many ROS tools
-PACKAGE = "lightglue_ros"
-
-
-# ------------------------------------------------------------------------------------------------ environment
-def shm_profile() -> Path:
-    """The SHM-only Fast DDS profile: the source tree's, else the installed share copy."""
-    candidates = [Path(__file__).resolve().parents[2] / "config" / "fastdds_shm_only.xml",
-                  Path(sys.prefix) / "share" / PACKAGE / "config" / "fastdds_shm_only.xml"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory(PACKAGE)) / "config" / "fastdds_shm_only.xml")
-    except Exception:  # noqa: BLE001 - not in an ament index: the other candidates remain
-        pass
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"fastdds_shm_only.xml not found (looked in {', '.join(map(str, candidates))})")
-
-
-def demo_env(domain_id: int, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """DDS on shared memory only, on a domain of our own (default discovery would multicast on the network).
-    Used by the demo, the long-run benchmark and the node tests."""
-    env = dict(os.environ if base is None else base)
-    env.update(FASTDDS_DEFAULT_PROFILES_FILE=str(shm_profile()), ROS_DOMAIN_ID=str(domain_id),
-               RMW_IMPLEMENTATION=env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"), PYTHONUNBUFFERED="1")
-    env.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; the profile already keeps DDS on this host
-    return env
-
-
-def matcher_command() -> List[str]:
-    """This interpreter's console script; ``LIGHTGLUE_ROS_NODE_CMD`` (shell words) overrides it."""
-    override = os.environ.get("LIGHTGLUE_ROS_NODE_CMD")
-    if override:
-        return override.split()
-    script = Path(sys.executable).parent / "matcher_node"
-    return [str(script)] if script.exists() else [sys.executable, "-m", f"{PACKAGE}.ros.node"]
+from lightglue_ros.tools.harness import (STAMP0, Collector, NodeProcess, Player, RosSide, play, poses_from_odom,
+                                         ros_env, start_matcher, wait_until)
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -97,87 +59,9 @@ class Summary:
             f"matcher           mean stop layer {self.mean_stop_layer:.2f} of {self.n_layers}, "
             f"{self.mean_matches:.0f} matches, {self.mean_inliers:.0f} inliers, {self.mean_total_ms:.0f} ms/frame "
             f"({self.device})",
-            f"accuracy          ATE {self.ate_rmse:.4f} m RMSE = {self.ate_percent:.2f} % of a {self.path_length:.2f} m "
-            f"path (Sim(3) alignment, scale {self.sim3_scale:.3f})",
+            f"accuracy          ATE {self.ate_rmse:.4f} m RMSE = {self.ate_percent:.2f} % of a "
+            f"{self.path_length:.2f} m path (Sim(3) alignment, scale {self.sim3_scale:.3f})",
         ]
-
-
-class Listener:
-    """What the demo hears from the node: odom, match counts, diagnostics, one matches image."""
-
-    def __init__(self, node):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from nav_msgs.msg import Odometry
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import PointCloud2
-
-        self.node = node
-        self.lock = threading.Lock()
-        self.odom: List = []
-        self.match_counts: List[int] = []
-        self.diagnostics: List[Dict[str, str]] = []
-        self.match_image = None
-        self._image_sub = None
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(Odometry, "odom", self._on_odom, qos)
-        node.create_subscription(PointCloud2, "matches", lambda m: self._append(self.match_counts, m.width), qos)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos)
-
-    def _append(self, store: list, item) -> None:
-        with self.lock:
-            store.append(item)
-
-    def _on_odom(self, msg) -> None:
-        self._append(self.odom, msg)
-
-    def _on_diag(self, msg) -> None:
-        for status in msg.status:
-            if status.name.startswith("lightglue_matcher"):
-                self._append(self.diagnostics, {kv.key: kv.value for kv in status.values})
-
-    def want_match_image(self) -> None:
-        """Subscribe to matches/image until one arrives (the node draws it only while someone listens)."""
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        if self._image_sub is None and self.match_image is None:
-            self._image_sub = self.node.create_subscription(
-                Image, "matches/image", self._on_image, QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
-
-    def _on_image(self, msg) -> None:
-        if self.match_image is None:
-            self.match_image = msg
-
-    def drop_image_subscription(self) -> None:
-        if self._image_sub is not None and self.match_image is not None:
-            self.node.destroy_subscription(self._image_sub)
-            self._image_sub = None
-
-    def latest(self) -> Dict[str, str]:
-        with self.lock:
-            return dict(self.diagnostics[-1]) if self.diagnostics else {}
-
-    def received(self) -> int:
-        return int(self.latest().get("received", 0))
-
-    def outcomes(self) -> int:
-        d = self.latest()
-        return sum(int(d.get(k, 0)) for k in ("processed", "skipped", "failed"))
-
-    def has_odom(self, stamp_msg) -> bool:
-        with self.lock:
-            return any(m.header.stamp == stamp_msg for m in self.odom[-3:])
-
-
-def wait_until(predicate, timeout: float, poll: float = 0.02) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` s pass; its last value (used by the demo, the long run and
-    the node tests)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return bool(predicate())
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -198,104 +82,48 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def start_matcher(args, env, log_path: Path) -> subprocess.Popen:
-    params = {"max_keypoints": args.max_keypoints, "diagnostics_period": 0.25, "use_depth": args.rgbd,
-              "publish_tf": False}
-    cmd = matcher_command() + ["--ros-args"]
-    for k, v in params.items():
-        cmd += ["-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}"]
-    log = open(log_path, "wb")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+def node_params(args) -> Dict[str, object]:
+    """The node's parameters for this demo: small, quick diagnostics for lock-step play, no TF."""
+    return {"max_keypoints": args.max_keypoints, "diagnostics_period": 0.25, "use_depth": args.rgbd,
+            "publish_tf": False}
 
 
-def stop_matcher(proc: subprocess.Popen, timeout: float = 20.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait()
-
-
-class Player:
-    def __init__(self, node, rgbd: bool):
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image
-
-        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.image = node.create_publisher(Image, "image", qos)
-        self.info = node.create_publisher(CameraInfo, "camera_info", qos)
-        self.depth = node.create_publisher(Image, "depth", qos) if rgbd else None
-
-    def subscribed(self) -> bool:
-        pubs = [self.image, self.info] + ([self.depth] if self.depth else [])
-        return all(p.get_subscription_count() > 0 for p in pubs)
-
-    def publish(self, frame, stamp: float):
-        from std_msgs.msg import Header
-
-        from lightglue_ros.ros import msgs as conv
-
-        header = Header(stamp=conv.sec_to_stamp(stamp), frame_id="camera_optical_frame")
-        self.info.publish(conv.camera_info_msg(frame.camera, header))
-        if self.depth is not None:
-            self.depth.publish(conv.numpy_to_image(frame.depth, "32FC1", header))
-        self.image.publish(conv.numpy_to_image(frame.image, "rgb8", header))
-        return header.stamp
-
-
-def play(args, node, listener: Listener, proc: subprocess.Popen) -> tuple[int, float, Dict[float, np.ndarray]]:
+def play_demo(args, player: Player, collector: Collector,
+              proc: NodeProcess) -> tuple[int, float, Dict[float, np.ndarray]]:
     """Publish every frame lock-step; returns (frames sent, seconds, GT poses by stamp)."""
     from lightglue_ros.io.datasets import synthetic_sequence
     from lightglue_ros.io.synthetic import SyntheticConfig
 
     cfg = SyntheticConfig(frames=args.frames, width=args.width, height=args.height, motion=args.motion,
                           depth=args.rgbd)
-    player = Player(node, args.rgbd)
-    if not wait_until(lambda: player.subscribed() or proc.poll() is not None, 120, poll=0.005):
+    if not player.wait_subscribed(120, depth=args.rgbd, process=proc):
+        if not proc.alive():
+            raise RuntimeError(f"matcher_node exited with {proc.proc.returncode} before the first frame")
         raise RuntimeError("the matcher never subscribed to image/camera_info")
-    if proc.poll() is not None:
-        raise RuntimeError(f"matcher_node exited with {proc.returncode} before the first frame")
     time.sleep(0.5)  # let both ends finish matching their endpoints
     gt: Dict[float, np.ndarray] = {}
-    t0, sent = time.monotonic(), 0
-    for i, frame in enumerate(synthetic_sequence(cfg)):  # rendered on the fly while the node works
-        stamp = STAMP0 + frame.stamp
-        gt[stamp] = frame.gt_pose
-        done_before, received_before = listener.outcomes(), listener.received()
-        stamp_msg = player.publish(frame, stamp)
-        sent += 1
-        if i == args.frames // 2:
-            listener.want_match_image()
-        finished = _wait_outcome(listener, player, frame, stamp, stamp_msg, done_before, received_before, proc,
-                                 args.frame_timeout)
-        if proc.poll() is not None:
-            raise RuntimeError(f"matcher_node exited with {proc.returncode} at frame {i}")
-        if not finished:
-            raise RuntimeError(f"no outcome for frame {i} within {args.frame_timeout:.0f} s")
-        listener.drop_image_subscription()
+
+    def frames():
+        for i, frame in enumerate(synthetic_sequence(cfg)):  # rendered on the fly while the node works
+            gt[STAMP0 + frame.stamp] = frame.gt_pose
+            if i == args.frames // 2:
+                collector.subscribe_match_image()  # the node draws matches/image only while someone listens
+            yield frame
+
+    def progress(i: int, _stamp: float) -> None:
+        if collector.match_images:
+            collector.unsubscribe_match_image()  # one picture is enough
         if (i + 1) % 10 == 0 or i + 1 == args.frames:
-            d = listener.latest()
+            d = collector.diagnostics_values()
             rate = (i + 1) / (time.monotonic() - t0)
-            print(f"frame {i + 1:4d}/{args.frames}  {rate:5.2f} frames/s  state {d.get('state', '?'):12s} "
+            print(f"frame {i + 1:4d}/{args.frames}  {rate:5.2f} frames/s  state {str(d.get('state', '?')):12s} "
                   f"matches {_num(d, 'matches_mean'):5.0f}  inliers {_num(d, 'inliers_mean'):5.0f}  "
                   f"stop layer {_num(d, 'stop_layer_mean'):4.1f}  {_num(d, 'total_ms'):4.0f} ms", flush=True)
-    return sent, time.monotonic() - t0, gt
 
-
-def _wait_outcome(listener: Listener, player: Player, frame, stamp: float, stamp_msg, done_before: int,
-                  received_before: int, proc, timeout: float) -> bool:
-    """Until the node has an outcome for this frame; resend it if the node never heard it (a best-effort reader
-    drops samples from a writer it has not matched yet, right after discovery)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if wait_until(lambda: listener.has_odom(stamp_msg) or listener.outcomes() > done_before
-                      or proc.poll() is not None, min(2.0, end - time.monotonic()), poll=0.005):
-            return True
-        if listener.received() <= received_before:
-            player.publish(frame, stamp)
-    return False
+    t0 = time.monotonic()
+    sent = play(player, collector, frames(), frame_timeout=args.frame_timeout, on_frame=progress, process=proc,
+                with_depth=args.rgbd)
+    return len(sent), time.monotonic() - t0, gt
 
 
 def _num(d: Dict[str, str], key: str) -> float:
@@ -318,26 +146,29 @@ def _weighted(diags: List[Dict[str, str]], key: str) -> float:
     return num / den if den else float("nan")
 
 
-def summarise(args, listener: Listener, sent: int, seconds: float, gt: Dict[float, np.ndarray], out: Path) -> Summary:
-    from lightglue_ros.ros import msgs as conv
+def summarise(args, collector: Collector, sent: int, seconds: float, gt: Dict[float, np.ndarray],
+              out: Path) -> Summary:
+    """The numbers of the run; writes estimate.tum, groundtruth.tum and trajectory.png when there is a trajectory."""
+    from lightglue_ros.core.lie import transform_from_xyzq
     from lightglue_ros.eval import metrics as ev
+    from lightglue_ros.eval.viz import plot_topdown
+    from lightglue_ros.geometry.frames import OPTICAL_TO_BODY_XYZQ
 
-    wait_until(lambda: listener.outcomes() >= sent, 5.0, poll=0.005)
-    d = listener.latest()
-    with listener.lock:
-        diags, odom, counts = list(listener.diagnostics), list(listener.odom), list(listener.match_counts)
+    wait_until(lambda: collector.outcomes() >= sent, 5.0, poll=0.005)
+    d = collector.diagnostics_values()
+    diags = collector.diagnostics_history()
+    with collector.lock:
+        odom, counts = list(collector.odom), [m.width for m in collector.matches]
     s = Summary(frames=sent, seconds=seconds, frames_per_s=sent / seconds if seconds else 0.0,
                 processed=int(d.get("processed", 0)), skipped=int(d.get("skipped", 0)),
                 failed=int(d.get("failed", 0)), dropped=int(d.get("dropped", 0)), odometry_messages=len(odom),
                 mean_stop_layer=_weighted(diags, "stop_layer_mean"), mean_inliers=_weighted(diags, "inliers_mean"),
                 mean_total_ms=_weighted(diags, "total_ms"), mean_matches=float(np.mean(counts)) if counts else 0.0,
-                device=d.get("device", ""))
+                device=str(d.get("device", "")))
     s.skipped_reasons = {k.split(".", 1)[1]: int(v) for k, v in d.items() if k.startswith(("skipped.", "failed."))}
     s.n_layers = int(d.get("layers", 0))
     # Odometry is T_odom_base; back to camera poses in the first camera frame (the node's default extrinsic).
-    T_bc = conv.transform_from_xyzq(conv.OPTICAL_TO_BODY_XYZQ)
-    inv = np.linalg.inv(T_bc)
-    est = {conv.stamp_to_sec(m.header.stamp): inv @ conv.pose_to_matrix(m.pose.pose) @ T_bc for m in odom}
+    est = poses_from_odom(odom, transform_from_xyzq(OPTICAL_TO_BODY_XYZQ))
     stamps = sorted(t for t in est if t in gt)
     if len(stamps) >= 3:
         ev.write_tum(out / "estimate.tum", stamps, [est[t] for t in stamps])
@@ -351,49 +182,43 @@ def summarise(args, listener: Listener, sent: int, seconds: float, gt: Dict[floa
             return s
         s.ate_rmse, s.ate_percent, s.path_length = result.ape.rmse, result.ate_percent, result.path_length
         s.sim3_scale = result.scale
-        ev.plot_topdown(out / "trajectory.png", est_aligned, gt_assoc,
-                        f"lightglue_matcher on the synthetic scene: ATE {result.ate_percent:.2f} % of path")
+        plot_topdown(out / "trajectory.png", est_aligned, gt_assoc,
+                     f"lightglue_matcher on the synthetic scene: ATE {result.ate_percent:.2f} % of path")
     return s
 
 
-def save_match_image(listener: Listener, out: Path) -> bool:
+def save_match_image(collector: Collector, out: Path) -> bool:
+    """The first matches/image received -> out/matches.png."""
     import cv2
 
-    from lightglue_ros.ros import msgs as conv
+    from lightglue_ros.io.msg_decode import image_to_numpy
 
-    if listener.match_image is None:
+    if not collector.match_images:
         return False
-    rgb = conv.image_to_numpy(listener.match_image)
+    rgb = image_to_numpy(collector.match_images[0])
     return bool(cv2.imwrite(str(out / "matches.png"), rgb[..., ::-1]))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the demo; 0 when odometry, accuracy, a matches image and a clean node exit all came out."""
     args = parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     domain = args.domain_id or 1 + os.getpid() % 230
-    env = demo_env(domain)
+    env = ros_env(domain)
     os.environ.update({k: env[k] for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "ROS_DOMAIN_ID", "RMW_IMPLEMENTATION")})
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     print(f"demo: {args.frames} synthetic frames {args.width}x{args.height} ({args.motion}, "
           f"{'RGB-D' if args.rgbd else 'monocular'}), ROS_DOMAIN_ID {domain}, DDS shared memory only", flush=True)
-    proc = start_matcher(args, env, out / "matcher_node.log")
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    node = rclpy.create_node("lightglue_demo_player", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=lambda: _spin(executor), daemon=True)
-    spinner.start()
+    proc = start_matcher(domain, node_params(args), log_path=out / "matcher_node.log")
+    ros = RosSide(domain, "lightglue_demo_player")
     code = 1
     try:
-        listener = Listener(node)
-        sent, seconds, gt = play(args, node, listener, proc)
-        summary = summarise(args, listener, sent, seconds, gt, out)
-        have_image = save_match_image(listener, out)
-        exit_code = stop_matcher(proc)
+        collector = Collector(ros, topics=("odom", "matches", "diagnostics"))
+        player = Player(ros)
+        sent, seconds, gt = play_demo(args, player, collector, proc)
+        summary = summarise(args, collector, sent, seconds, gt, out)
+        have_image = save_match_image(collector, out)
+        exit_code = proc.stop(timeout=20.0)
         print("summary:")
         for line in summary.lines():
             print("  " + line)
@@ -409,22 +234,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("demo: interrupted")
         code = 130
-    except RuntimeError as exc:
+    except (RuntimeError, TimeoutError) as exc:
         print(f"demo failed: {exc}\n--- matcher_node.log (tail) ---\n{_tail(out / 'matcher_node.log')}")
     finally:
-        stop_matcher(proc)
-        executor.shutdown(timeout_sec=1.0)
-        spinner.join(timeout=5.0)  # a spin thread still inside rcl at interpreter exit aborts the process
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        proc.stop(timeout=20.0)
+        ros.close()
     return code
-
-
-def _spin(executor) -> None:
-    try:
-        executor.spin()
-    except Exception:  # noqa: BLE001 - the context shut down under it
-        pass
 
 
 def _tail(path: Path, n: int = 30) -> str:

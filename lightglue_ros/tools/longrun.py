@@ -1,5 +1,6 @@
-"""``python -m lightglue_ros.tools.longrun``: hours of use in minutes - the node's memory, threads and latency over
-thousands of frames.
+"""``python -m lightglue_ros.tools.longrun``: the node's memory, threads and latency over thousands of frames.
+
+Hours of use in minutes.
 
 ``matcher_node`` runs in its own process, as on a robot; this process is the camera. It renders a short synthetic
 sequence once and plays it back and forth (the motion stays continuous; stamps always increase: this is not a bag
@@ -15,7 +16,8 @@ Pass criteria (printed, and the exit code: 0 pass, 1 fail, 2 could not run):
   the first block's (a faster last block, e.g. after a slow warm-up, passes). Other load on the machine widens the
   tails; compare runs on an idle machine.
 
-DDS stays on this host: the shared-memory-only Fast DDS profile and a ROS_DOMAIN_ID of its own (see `demo`).
+DDS stays on this host: the shared-memory-only Fast DDS profile and a ROS_DOMAIN_ID of its own; the player, the
+launcher and the listener are `harness`'s, shared with the demo and the node tests.
 """
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +32,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from lightglue_ros.tools.demo import demo_env, matcher_command, stop_matcher, wait_until
+from lightglue_ros.tools.harness import (STAMP0, Collector, NodeProcess, Player, RosSide, ros_env, start_matcher,
+                                         wait_until)
 
-STAMP0 = 1000.0  # first image stamp (s)
 LATENCY_TOLERANCE = {"p50": 0.25, "p95": 0.5, "p99": 1.0}  # last block vs first block, relative
 
 
@@ -168,83 +169,24 @@ class PingPong:
         return self.frames[k if k < n else 2 * n - 2 - k]
 
 
-class Link:
-    """The player's publishers and listeners: odometry arrival times by stamp, outcome counts from diagnostics."""
-
-    def __init__(self, node):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from nav_msgs.msg import Odometry
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image
-
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.image = node.create_publisher(Image, "image", qos)
-        self.info = node.create_publisher(CameraInfo, "camera_info", qos)
-        self.cond = threading.Condition()
-        self.expect: Optional[Tuple[int, int]] = None  # (sec, nanosec) of the frame in flight
-        self.arrival: Optional[float] = None
-        self.diag: Dict[str, str] = {}
-        node.create_subscription(Odometry, "odom", self._on_odom, qos)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos)
-
-    def _on_odom(self, msg) -> None:
-        now = time.monotonic()
-        with self.cond:
-            if self.expect == (msg.header.stamp.sec, msg.header.stamp.nanosec):
-                self.arrival = now
-                self.cond.notify_all()
-
-    def _on_diag(self, msg) -> None:
-        for status in msg.status:
-            if status.name.startswith("lightglue_matcher"):
-                with self.cond:
-                    self.diag = {kv.key: kv.value for kv in status.values}
-                    self.cond.notify_all()
-
-    def count(self, key: str) -> int:
-        try:
-            return int(self.diag.get(key, 0))
-        except ValueError:
-            return 0
-
-    def outcomes(self) -> int:
-        return sum(self.count(k) for k in ("processed", "skipped", "failed"))
-
-    def subscribed(self) -> bool:
-        return self.image.get_subscription_count() > 0 and self.info.get_subscription_count() > 0
-
-    def send(self, frame, stamp: float) -> float:
-        """Publish CameraInfo + image; returns the publish time (monotonic)."""
-        from std_msgs.msg import Header
-
-        from lightglue_ros.ros import msgs as conv
-
-        header = Header(stamp=conv.sec_to_stamp(stamp), frame_id="camera_optical_frame")
-        info = conv.camera_info_msg(frame.camera, header)
-        image = conv.numpy_to_image(frame.image, "rgb8", header)  # built before the clock starts
-        with self.cond:
-            self.expect, self.arrival = (header.stamp.sec, header.stamp.nanosec), None
-        self.info.publish(info)
-        t = time.monotonic()
-        self.image.publish(image)
-        return t
-
-    def wait(self, outcomes: int, timeout: float) -> Tuple[bool, Optional[float]]:
-        """Until this frame's odometry arrives or the node has counted ``outcomes`` frames (every frame gets one:
-        lock-step drops none); (finished, odom arrival time)."""
-        with self.cond:
-            done = self.cond.wait_for(lambda: self.arrival is not None or self.outcomes() >= outcomes, timeout)
-            return done, self.arrival
+def _count(values: Dict[str, object], key: str) -> int:
+    try:
+        return int(values.get(key, 0))
+    except (TypeError, ValueError):
+        return 0
 
 
-def sample(proc, frame: int, t0: float) -> Sample:
+def sample(proc: NodeProcess, frame: int, t0: float) -> Sample:
+    """The node's resident memory and thread count now."""
     import psutil
 
-    p = psutil.Process(proc.pid)
+    p = psutil.Process(proc.proc.pid)
     return Sample(frame, time.monotonic() - t0, p.memory_info().rss / 2**20, p.num_threads())
 
 
-def play(args, link: Link, proc, seq: PingPong) -> Tuple[Dict[int, float], List[Sample], float]:
+def play(args, player: Player, collector: Collector, proc: NodeProcess,
+         seq: PingPong) -> Tuple[Dict[int, float], List[Sample], float]:
+    """Every frame lock-step; (latency ms by frame, memory samples, seconds)."""
     latency: Dict[int, float] = {}
     samples: List[Sample] = []
     t0 = time.monotonic()
@@ -252,10 +194,13 @@ def play(args, link: Link, proc, seq: PingPong) -> Tuple[Dict[int, float], List[
         if i % args.sample_every == 0:
             samples.append(sample(proc, i, t0))
         frame, stamp = seq[i], STAMP0 + i / args.fps
-        sent = link.send(frame, stamp)
-        done, arrival = link.wait(i + 1, args.frame_timeout)
-        if proc.poll() is not None:
-            raise RuntimeError(f"matcher_node exited with {proc.returncode} at frame {i}")
+        msgs = player.messages(frame, stamp=stamp)  # built before the clock starts
+        sent = player.send(msgs)
+        # Every frame gets an outcome (lock-step drops none): this frame's odometry, or the count in diagnostics.
+        done = collector.wait(lambda: collector.has_odom(stamp) or collector.outcomes() >= i + 1, args.frame_timeout)
+        arrival = collector.odom_arrival(stamp)
+        if not proc.alive():
+            raise RuntimeError(f"matcher_node exited with {proc.proc.returncode} at frame {i}")
         if not done:
             raise RuntimeError(f"no outcome for frame {i} within {args.frame_timeout:.0f} s")
         if arrival is not None:
@@ -266,10 +211,9 @@ def play(args, link: Link, proc, seq: PingPong) -> Tuple[Dict[int, float], List[
             last = samples[-1]
             print(f"frame {i + 1:6d}/{args.frames}  {(i + 1) / (time.monotonic() - t0):5.1f} frames/s  "
                   f"p50 {p50:6.1f} ms  RSS {last.rss_mb:7.1f} MB  threads {last.threads}  "
-                  f"state {link.diag.get('state', '?')}", flush=True)
+                  f"state {collector.diagnostics_values().get('state', '?')}", flush=True)
     # The outcome of the last frame may still be on its way in the diagnostics.
-    with link.cond:
-        link.cond.wait_for(lambda: link.outcomes() >= args.frames, 5.0)
+    collector.wait(lambda: collector.outcomes() >= args.frames, 5.0)
     samples.append(sample(proc, args.frames, t0))
     return latency, samples, time.monotonic() - t0
 
@@ -303,60 +247,50 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def start_node(args, env: Dict[str, str], log_path: Path):
-    import subprocess
-
-    params = {"backend": args.backend, "max_keypoints": args.max_keypoints, "num_threads": args.threads,
-              "diagnostics_period": 0.1, "qos": "reliable"}
-    cmd = matcher_command() + ["--ros-args"] + [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+def node_params(args) -> Dict[str, object]:
+    """The node's parameters for the run."""
+    return {"backend": args.backend, "max_keypoints": args.max_keypoints, "num_threads": args.threads,
+            "diagnostics_period": 0.1, "qos": "reliable"}
 
 
 def run(args) -> Report:
+    """Start the node, play, judge; the node is stopped whatever happens."""
     domain = args.domain_id or 1 + (os.getpid() * 7) % 230
-    env = demo_env(domain)
+    env = ros_env(domain)
     os.environ.update({k: env[k] for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "ROS_DOMAIN_ID", "RMW_IMPLEMENTATION")})
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     log_path = args.log or Path(os.environ.get("TMPDIR", "/tmp")) / f"longrun_matcher_{os.getpid()}.log"
     print(f"longrun: {args.frames} frames {args.width}x{args.height}, backend {args.backend}, ROS_DOMAIN_ID {domain}, "
           f"DDS shared memory only; node log {log_path}", flush=True)
     seq = PingPong(args.sequence, args.width, args.height, args.step)
-    proc = start_node(args, env, log_path)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    node = rclpy.create_node("lightglue_longrun_player", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
-    spinner.start()
+    proc = start_matcher(domain, node_params(args), log_path=log_path)
+    ros = RosSide(domain, "lightglue_longrun_player")
     try:
-        link = Link(node)
-        if not wait_until(lambda: (link.subscribed() and bool(link.diag)) or proc.poll() is not None, 180, poll=0.05):
+        # Only odom and diagnostics, and only the recent ones: hours of messages must not grow this process.
+        collector = Collector(ros, topics=("odom", "diagnostics"), keep=100)
+        player = Player(ros)
+        if not wait_until(lambda: (player.subscribed() and bool(collector.diagnostics)) or not proc.alive(), 180,
+                          poll=0.05):
             raise RuntimeError("the node never subscribed to image/camera_info")
-        if proc.poll() is not None:
-            raise RuntimeError(f"matcher_node exited with {proc.returncode} before the first frame")
+        if not proc.alive():
+            raise RuntimeError(f"matcher_node exited with {proc.proc.returncode} before the first frame")
         time.sleep(0.5)  # both ends finish matching their endpoints
-        latency, samples, seconds = play(args, link, proc, seq)
+        latency, samples, seconds = play(args, player, collector, proc, seq)
         report = Report(args.frames, args.width, args.height, args.backend, args.max_keypoints, args.threads,
                         args.sequence, args.warmup, seconds)
-        report.outcomes = {k: link.count(k) for k in ("processed", "skipped", "failed")}
-        report.outcomes.update({k: int(v) for k, v in sorted(link.diag.items())
+        d = collector.diagnostics_values()
+        report.outcomes = {k: _count(d, k) for k in ("processed", "skipped", "failed")}
+        report.outcomes.update({k: _count(d, k) for k in sorted(d)
                                 if k.startswith(("skipped.", "failed.", "reset.", "event."))})
         return summarise(report, samples, latency, args.block, args.max_growth_mb)
     finally:
-        code = stop_matcher(proc)
+        code = proc.stop(timeout=20.0)
         if code != 0:
             print(f"longrun: matcher_node exited with {code} (log {log_path})", flush=True)
-        executor.shutdown(timeout_sec=1.0)
-        spinner.join(timeout=5.0)  # a spin thread still inside rcl at interpreter exit aborts the process
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        ros.close()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the long run; 0 pass, 1 fail, 2 could not run."""
     args = parse_args(argv)
     try:
         report = run(args)
@@ -371,13 +305,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(asdict(report), indent=1, default=float) + "\n")
     return 0 if all(report.checks.values()) else 1
-
-
-def _spin(executor) -> None:
-    try:
-        executor.spin()
-    except Exception:  # noqa: BLE001 - the context shut down under it
-        pass
 
 
 if __name__ == "__main__":
