@@ -49,6 +49,7 @@ from lightglue_ros import geometry as geo
 from lightglue_ros.core.config import param
 from lightglue_ros.core.types import INITIALIZING, LOST, TRACKING, Camera, OdometryResult, TrackResult
 from lightglue_ros.geometry import PoseConfig
+from lightglue_ros.odometry.window import KeyframeWindow
 
 
 # Monocular scale-propagation constants (measured on 400-frame synthetic drives with 0.5 px noise and 10% outliers:
@@ -67,6 +68,8 @@ SCALE_LANDMARKS = "landmarks"  # two-view motion, baseline from the depths of tr
 SCALE_PNP = "pnp"  # PnP against the landmarks (the fallback)
 SCALE_GROUND = "ground"  # landmarks, with the map rescaled so the camera sits camera_height above the ground
 SCALE_DEPTH = "depth"  # RGB-D
+#: Share (in log scale) of the ground-plane scale error corrected at each keyframe after the first.
+GROUND_GAIN = 0.25
 SCALE_PRIOR = "prior"  # (re)initialised: unit baseline or the last speed, not a measurement
 # A keyframe candidate without valid depth at enough of its keypoints (RGB-D): refused, the next frame seeds.
 REASON_SEED_DEPTH = "no valid depth at the keyframe's keypoints"
@@ -100,6 +103,8 @@ class OdometryConfig(PoseConfig):
                                  "each keyframe a plane fitted to the triangulated points below the horizon sets "
                                  "the scale so the camera sits this high: metric monocular odometry. Needs a rigid "
                                  "mount and roughly flat ground in view.", lo=0.0, hi=100.0)
+    bundle_window: int = param(7, "Monocular: keyframes refined together by the windowed bundle adjustment at each "
+                               "keyframe (Ceres, robust loss, the oldest keyframe fixed); 0 = off.", lo=0, hi=30)
 
 
 @dataclass
@@ -193,7 +198,8 @@ class VisualOdometry:
         self._anchor: Optional[tuple[np.ndarray, np.ndarray]] = None
         self._last_failed = False
         self._scale_source = ""  # SCALE_GROUND once camera_height has set the scale of the current map
-        self._kf_prev_pose = np.eye(4)
+        self._window = KeyframeWindow(self.config.bundle_window)  # monocular keyframes for the adjustment
+        self._kf_prev_pose, self._kf_prev_cov = np.eye(4), np.zeros((6, 6))
 
     # ---- public state ---------------------------------------------------------------------------------------
     @property
@@ -230,6 +236,7 @@ class VisualOdometry:
         """Drop the keyframe and landmarks; keep the pose (odometry never jumps) and the speed (scale prior)."""
         self._kf = None
         self._anchor = None
+        self._window.clear()
         self._fails = 0
         self._state = INITIALIZING
         self._reason = reason
@@ -369,7 +376,39 @@ class VisualOdometry:
         result = self._success(stamp, step, keyframe)
         if keyframe:
             self._promote_mono(camera, stamp, step, p0, p1, ids, carry, lm_index, sigma)
-            result = self._ground_scale(result, kf.pose, step, first=False)
+            result = self._adjust_window(result, camera, ids, p0, p1)
+            prev = self._window.keyframes[-2].pose if len(self._window.keyframes) > 1 else kf.pose
+            result = self._ground_scale(result, prev, first=False)
+        return result
+
+    def _adjust_window(self, result: OdometryResult, camera: Camera, ids, p0, p1) -> OdometryResult:
+        """Add the new keyframe to the window and bundle-adjust it; the newest keyframe takes the refined pose.
+
+        Only the tracks the new keyframe kept as landmarks are observations (the others failed the two-view
+        checks). The frames until the next keyframe are placed from the adjusted keyframe, and the published
+        covariance is the adjustment's marginal of the newest pose (relative to the window's oldest keyframe)
+        added to that keyframe's own.
+        """
+        kf = self._kf
+        keep = np.isin(ids, kf.ids) & _unique(ids)
+        self._window.add(kf.pose, kf.cov, ids[keep], p0[keep], p1[keep], kf.ids, kf.xyz)
+        if self.config.bundle_window < 3:
+            return result
+        res, why = self._window.adjust(camera.K)
+        if res is None or not res.ok:
+            return result
+        kf.pose = res.poses[-1].copy()
+        have, xyz = self._window.newest_map(kf.ids)
+        if xyz is not None:
+            front = xyz[:, 2] > 0
+            idx = np.flatnonzero(have)[front]
+            kf.xyz[idx] = xyz[front]
+        if res.covariance is not None:
+            kf.cov = self._window.keyframes[0].cov + res.covariance
+        self._window.keyframes[-1].cov = kf.cov.copy()
+        self._pose, self._cov = kf.pose.copy(), kf.cov.copy()
+        result.pose = self._pose.copy()
+        result.covariance = self._cov + np.eye(6) * 1e-12
         return result
 
     def _two_view_step(self, camera: Camera, p0, p1, lm_index) -> tuple[Optional[_Step], str]:
@@ -502,14 +541,21 @@ class VisualOdometry:
         ok = np.all(np.isfinite(X0), axis=1) & (X0[:, 2] > 0)
         cov, sigma = geo.pose_covariance(X0[ok], p1[inl][ok], T_kf_cur, camera.K)
         step = _Step(T_kf_cur, cov, est.num_inliers, est.parallax_px, scale_source=SCALE_PRIOR)
-        self._kf_prev_pose = self._kf.pose.copy()
+        self._kf_prev_pose, self._kf_prev_cov = self._kf.pose.copy(), self._kf.cov.copy()
         no_landmarks = np.full(len(ids), -1, np.int64)
         result = self._success(stamp, step, True, reason="initialised (scale: unit baseline)" if first
                                else "re-initialised (scale from the last speed: a prior, not a measurement)",
                                initialises=True)
         self._promote_mono(camera, stamp, step, p0, p1, ids, np.zeros(len(ids), bool), no_landmarks,
                            max(sigma, 0.5 * cfg.ransac_threshold_px))
-        result = self._ground_scale(result, self._kf_prev_pose, step, first=True)
+        result = self._ground_scale(result, self._kf_prev_pose, first=True)
+        # A new segment: its window starts with the two keyframes of the initialisation.
+        self._window.clear()
+        none = np.zeros(0, np.int64)
+        self._window.add(self._kf_prev_pose, self._kf_prev_cov, none, np.zeros((0, 2)), np.zeros((0, 2)), none,
+                         np.zeros((0, 3)))
+        keep = np.isin(ids, self._kf.ids) & _unique(ids)
+        self._window.add(self._kf.pose, self._kf.cov, ids[keep], p0[keep], p1[keep], self._kf.ids, self._kf.xyz)
         if len(self._kf.ids) < cfg.min_inliers:
             self._reason = "initialised with few landmarks"
         return result
@@ -591,13 +637,15 @@ class VisualOdometry:
             self._last_step = step_len
         self._kf = kf
 
-    def _ground_scale(self, result: OdometryResult, T_w_prev: np.ndarray, step: _Step, first: bool) -> OdometryResult:
+    def _ground_scale(self, result: OdometryResult, T_w_prev: np.ndarray, first: bool) -> OdometryResult:
         """With ``camera_height``: rescale the new keyframe's step and map so the camera sits that high.
 
         The ground plane is fitted (RANSAC, normal within 25 deg of the camera's y axis) to the new keyframe's
         landmarks below the horizon; its distance to the camera, in map units, against ``camera_height`` is the
         scale error. The first keyframe pair takes the whole correction (it defines the scale); later ones take
-        the square root of it, at most 25 %, so one bad plane cannot make the path jump. No plane in view: the
+        a quarter of it in log scale (GROUND_GAIN), at most 25 %, so one bad plane cannot make the path jump; with the
+        bundle adjustment on, the correction scales the whole window about its oldest keyframe, so the next
+        adjustment's gauge carries it. No plane in view: the
         landmark scale carries on and the frame says so.
         """
         h = self.config.camera_height
@@ -612,10 +660,14 @@ class VisualOdometry:
             return result
         r = h / height
         if not first:
-            r = float(np.clip(np.sqrt(r), 0.8, 1.25))
-        T = step.T_kf_cur.copy()
-        T[:3, 3] *= r
-        kf.pose = T_w_prev @ T
+            r = float(np.clip(r ** GROUND_GAIN, 0.8, 1.25))
+        if len(self._window.keyframes) > 2 and self.config.bundle_window >= 3:
+            kf.pose = self._window.rescale(r)  # the adjusted window's scale, about its oldest keyframe
+        else:  # the step from the previous keyframe stretches by r (about the previous keyframe's centre)
+            kf.pose = kf.pose.copy()
+            kf.pose[:3, 3] = T_w_prev[:3, 3] + r * (kf.pose[:3, 3] - T_w_prev[:3, 3])
+            if self._window.keyframes:
+                self._window.keyframes[-1].pose = kf.pose.copy()
         kf.xyz = kf.xyz * r
         kf.var = kf.var / r ** 2
         self._pose = kf.pose.copy()

@@ -1,0 +1,126 @@
+"""The sliding window of monocular keyframes that the bundle adjustment refines (see `odometry.bundle`).
+
+Each keyframe keeps its pose and what it observed: the track ids and undistorted pixels of the matches it was
+promoted with, plus the same tracks' pixels in the previous keyframe (the front end's persistent ids tie them).
+Points are kept by track id in the world frame, as the latest keyframe's map put them. ``adjust`` builds a
+`BundleWindow` from the points seen by at least two keyframes of the window, solves it with the oldest keyframe
+fixed (position, orientation and the first baseline: the gauge), and writes the refined poses and points back.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from lightglue_ros.core.lie import invert_T, transform
+
+
+@dataclass
+class WindowKeyframe:
+    """One keyframe of the window: its pose and its observations (track id -> undistorted pixel)."""
+
+    pose: np.ndarray  # T_world_kf
+    cov: np.ndarray  # 6x6 world covariance of the pose
+    obs: dict = field(default_factory=dict)  # track id -> (2,) pixel
+
+
+class KeyframeWindow:
+    """The last ``size`` keyframes, their observations and the points by track id (world frame)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.keyframes: deque = deque(maxlen=max(size, 1))
+        self.points: dict = {}
+
+    def clear(self) -> None:
+        """Forget everything (a reset: the next keyframe starts a new window)."""
+        self.keyframes.clear()
+        self.points.clear()
+
+    def add(self, T_w_kf: np.ndarray, cov: np.ndarray, ids: np.ndarray, p_prev: np.ndarray, p_cur: np.ndarray,
+            map_ids: np.ndarray, map_xyz_kf: np.ndarray) -> None:
+        """A new keyframe: ``ids`` matched at ``p_prev`` in the previous keyframe and ``p_cur`` in this one.
+
+        ``map_ids``/``map_xyz_kf``: the new keyframe's landmarks (its own frame), the points' initial guesses.
+        """
+        if self.keyframes:
+            prev = self.keyframes[-1].obs
+            for i, uv in zip(ids.tolist(), p_prev):
+                prev.setdefault(i, uv)
+        self.keyframes.append(WindowKeyframe(T_w_kf.copy(), cov.copy(), {i: uv for i, uv in zip(ids.tolist(), p_cur)}))
+        world = transform(T_w_kf, map_xyz_kf)
+        for i, X in zip(map_ids.tolist(), world):
+            self.points[i] = X
+        alive = set().union(*(kf.obs.keys() for kf in self.keyframes))
+        self.points = {i: X for i, X in self.points.items() if i in alive}
+
+    def rescale(self, r: float) -> np.ndarray:
+        """Scale the window (poses and points) by ``r`` about the oldest keyframe's centre; return the newest pose.
+
+        camera_height corrects the scale of the whole window, so the next adjustment's gauge (the oldest baseline)
+        carries the corrected scale instead of pulling the newest keyframe back to the old one.
+        """
+        c0 = self.keyframes[0].pose[:3, 3].copy()
+        for kf in self.keyframes:
+            kf.pose = kf.pose.copy()
+            kf.pose[:3, 3] = c0 + r * (kf.pose[:3, 3] - c0)
+        for i in self.points:
+            self.points[i] = c0 + r * (self.points[i] - c0)
+        return self.keyframes[-1].pose.copy()
+
+    def build(self, K: np.ndarray):
+        """(BundleWindow, point ids) of the points seen by >= 2 keyframes, or (None, reason)."""
+        from lightglue_ros.odometry.bundle import BundleWindow
+
+        if len(self.keyframes) < 3:
+            return None, "fewer than 3 keyframes in the window"
+        count: dict = {}
+        for kf in self.keyframes:
+            for i in kf.obs:
+                if i in self.points:
+                    count[i] = count.get(i, 0) + 1
+        ids = np.array(sorted(i for i, c in count.items() if c >= 2), np.int64)
+        if len(ids) == 0:
+            return None, "no point seen by two keyframes"
+        index = {i: k for k, i in enumerate(ids.tolist())}
+        kf_idx, pt_idx, uv = [], [], []
+        for k, kf in enumerate(self.keyframes):
+            for i, p in kf.obs.items():
+                j = index.get(i)
+                if j is not None:
+                    kf_idx.append(k)
+                    pt_idx.append(j)
+                    uv.append(p)
+        window = BundleWindow(K=np.asarray(K, np.float64), poses=np.stack([kf.pose for kf in self.keyframes]),
+                              points=np.stack([self.points[i] for i in ids.tolist()]),
+                              obs_keyframe=np.asarray(kf_idx, np.int64), obs_point=np.asarray(pt_idx, np.int64),
+                              obs_uv=np.asarray(uv, np.float64))
+        return window, ids
+
+    def adjust(self, K: np.ndarray, config=None):
+        """Solve the window; on success write poses and points back. Returns (BundleResult or None, reason)."""
+        from lightglue_ros.odometry.bundle import adjust
+
+        window, ids = self.build(K)
+        if window is None:
+            return None, ids
+        res = adjust(window, config)
+        if not res.ok:
+            return res, res.reason
+        for kf, T in zip(self.keyframes, res.poses):
+            kf.pose = T.copy()
+        for i, X, used in zip(ids.tolist(), res.points, res.point_used):
+            if used:
+                self.points[i] = X
+        return res, ""
+
+    def newest_map(self, ids: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(mask, xyz in the newest keyframe's frame) of ``ids`` that have a refined point."""
+        T_kf_w = invert_T(self.keyframes[-1].pose)
+        have = np.array([i in self.points for i in ids.tolist()], bool)
+        if not have.any():
+            return have, None
+        X = np.stack([self.points[i] for i in ids[have].tolist()])
+        return have, transform(T_kf_w, X)
