@@ -110,7 +110,7 @@ class RelativePose:
 
 
 def ransac_options(cfg: PoseConfig, key: str, threshold: float) -> dict:
-    """PoseLib RANSAC options from the estimator settings (``key`` names the threshold PoseLib expects)."""
+    """Build PoseLib RANSAC options from the estimator settings (``key`` names the threshold PoseLib expects)."""
     return {key: float(threshold), "success_prob": float(cfg.ransac_confidence),
             "max_iterations": int(cfg.ransac_max_iterations),
             "min_iterations": int(min(cfg.ransac_min_iterations, cfg.ransac_max_iterations))}
