@@ -24,7 +24,7 @@ class FieldDoc:
 
 def param(default: Any, doc: str, lo: Optional[float] = None, hi: Optional[float] = None,
           choices: Tuple[str, ...] = (), parameter: bool = True):
-    """A dataclass field with its documentation in the field's metadata (see `field_doc`)."""
+    """Declare a dataclass field with its documentation in the field's metadata (see `field_doc`)."""
     meta = {"doc": FieldDoc(doc, lo, hi, tuple(choices), parameter)}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -32,12 +32,12 @@ def param(default: Any, doc: str, lo: Optional[float] = None, hi: Optional[float
 
 
 def field_doc(f: dataclasses.Field) -> Optional[FieldDoc]:
-    """The `FieldDoc` of a dataclass field declared with `param`, else None."""
+    """Return the `FieldDoc` of a dataclass field declared with `param`, else None."""
     return f.metadata.get("doc")
 
 
 def field_default(f: dataclasses.Field) -> Any:
-    """The default value of a dataclass field (calling its factory when it has one)."""
+    """Return the default value of a dataclass field (calling its factory when it has one)."""
     if f.default is not dataclasses.MISSING:
         return f.default
     return f.default_factory()  # type: ignore[misc]

@@ -56,7 +56,7 @@ def to_grey(image: np.ndarray) -> np.ndarray:
 
 
 def image_to_tensor(image: np.ndarray, device="cpu", rgb: bool = False):
-    """HxW / HxWx1 / HxWx3 (RGB) image, uint8, uint16 or float in [0,1] -> [1,C,H,W] float32 in [0,1].
+    """Convert an HxW / HxWx1 / HxWx3 (RGB) image, uint8, uint16 or float in [0,1] to [1,C,H,W] float32 in [0,1].
 
     ``rgb=True`` replicates a grey image to three channels (ALIKED was trained on RGB). The value is a division
     by the full scale, as the reference implementations' callers do, so inputs are bit-identical to theirs.

@@ -30,7 +30,7 @@ def transform(T: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def skew(v: np.ndarray) -> np.ndarray:
-    """[v]x: the cross-product matrix, skew(a) @ b == np.cross(a, b)."""
+    """[v]x: the cross-product matrix of v, so that [a]x @ b == np.cross(a, b)."""
     return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], np.float64)
 
 

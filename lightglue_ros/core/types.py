@@ -184,7 +184,7 @@ class FrameOutcome:
 
 
 def reason_key(reason: str) -> str:
-    """A bounded counting key for a free-text reason: its first clause, numbers and details removed.
+    """Return a bounded counting key for a free-text reason: its first clause, numbers and details removed.
 
     "image 320x240 does not match camera_info 640x480" -> "image NxN does not match camera_info NxN";
     "invalid camera: focal length ..." -> "invalid camera"; "time jumped backwards; too few matches" -> the cause.

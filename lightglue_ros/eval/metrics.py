@@ -33,6 +33,8 @@ class EvaluationError(LightGlueRosError):
 
 @dataclass
 class Stats:
+    """Summary statistics of a set of errors (NaN when there are none)."""
+
     rmse: float = math.nan
     mean: float = math.nan
     median: float = math.nan
@@ -50,6 +52,8 @@ class Stats:
 
 @dataclass
 class EvalResult:
+    """APE/RPE of an estimate against ground truth, with how many poses were associated and the alignment."""
+
     alignment: str  # "sim3" (monocular: rotation, translation and scale) | "se3" (metric)
     num_est: int  # poses in the estimate
     num_gt: int  # poses in the ground truth
@@ -81,7 +85,7 @@ def _finite(obj):
 # ---------------------------------------------------------------------------------------------------- TUM files
 
 def trajectory_from_poses(stamps: Sequence[float], poses: Sequence[np.ndarray], name: str = ""):
-    """An evo PoseTrajectory3D from stamps and 4x4 T_world_cam matrices."""
+    """Build an evo PoseTrajectory3D from stamps and 4x4 T_world_cam matrices."""
     from evo.core.trajectory import PoseTrajectory3D
 
     if len(poses) == 0:
@@ -127,6 +131,7 @@ def read_tum(path):
 
 
 def read_tum_poses(path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Read a TUM file as (stamps, list of 4x4 T_world_cam); unreadable input raises EvaluationError."""
     traj = read_tum(path)
     return np.asarray(traj.timestamps), [np.asarray(p) for p in traj.poses_se3]
 
@@ -199,6 +204,7 @@ def _rpe(gt_a, est_a, relation) -> np.ndarray:
 
 
 def evaluate_files(traj_path, gt_path, *, mono: bool = True, max_diff: float = MAX_STAMP_DIFF):
+    """Evaluate the TUM file ``traj_path`` against the TUM file ``gt_path``; see `evaluate`."""
     return evaluate(read_tum(traj_path), read_tum(gt_path), mono=mono, max_diff=max_diff)
 
 
@@ -248,6 +254,7 @@ def angular_pose_error(R: np.ndarray, t: np.ndarray, R_gt: np.ndarray, t_gt: np.
 # ---------------------------------------------------------------------------------------------------- output
 
 def format_table(result: EvalResult, title: str = "") -> str:
+    """Format an `EvalResult` as text: alignment, association, a table of APE/RPE statistics, path and scale."""
     unit = "GT units" if result.alignment == "sim3" else "m"
     rows = [
         ("APE trans", result.ape, unit),
@@ -270,6 +277,7 @@ def format_table(result: EvalResult, title: str = "") -> str:
 
 
 def write_json(path, payload: dict) -> None:
+    """Write ``payload`` as indented JSON (NaN and inf as null), creating the parent folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_finite(payload), indent=2) + "\n")
@@ -278,6 +286,7 @@ def write_json(path, payload: dict) -> None:
 # ---------------------------------------------------------------------------------------------------- CLI
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the `eval` command."""
     p = subparsers.add_parser(
         "eval", help="evaluate a TUM trajectory against ground truth (evo APE/RPE)",
         description="APE (translation) and per-frame RPE of TRAJ against GT, both TUM files, associated by stamp "
@@ -297,6 +306,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_eval(args) -> int:
+    """Run `eval`."""
     result, est_a, gt_a = evaluate_files(args.traj, args.gt, mono=not args.metric, max_diff=args.max_diff)
     print(format_table(result, title=f"{args.traj} vs {args.gt}"))
     if args.json:

@@ -77,7 +77,9 @@ _STANDIN_MARK = "__lightglue_ros_standin__"
 
 @dataclass
 class AlikedConfig:
-    """ALIKED settings. Detection modes (same semantics as the official code):
+    """ALIKED settings.
+
+    Detection modes (same semantics as the official code):
 
     * top-k (``detection_threshold <= 0`` and ``max_keypoints > 0``): the ``max_keypoints`` strongest local
       maxima, strongest first (fewer when the image has fewer maxima);
@@ -174,7 +176,7 @@ _TORCHVISION_DCN = None  # resolved once: torchvision.ops.deform_conv2d or False
 
 
 def torchvision_deform_conv2d():
-    """The real ``torchvision.ops.deform_conv2d``, or None when torchvision does not import here."""
+    """Return the real ``torchvision.ops.deform_conv2d``, or None when torchvision does not import here."""
     global _TORCHVISION_DCN
     if _TORCHVISION_DCN is None:
         try:
@@ -236,8 +238,11 @@ def _cached(module: nn.Module, tensors, build):
 
 
 class _ConvBNBlock(nn.Module):
-    """conv1/bn1 and conv2/bn2 (checkpoint names). In eval mode each BN is folded into its conv: a conv without
-    bias followed by a fixed affine map is one conv with scaled weights and a bias, one pass instead of two."""
+    """conv1/bn1 and conv2/bn2 (checkpoint names).
+
+    In eval mode each BN is folded into its conv: a conv without bias followed by a fixed affine map is one conv
+    with scaled weights and a bias, one pass instead of two.
+    """
 
     def _bn_tensors(self):
         return [t for bn in (self.bn1, self.bn2) for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)]
@@ -300,10 +305,12 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def pointwise_mlp(rows: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, chunk: int = 131072) -> torch.Tensor:
-    """``selu(rows @ w1^T) @ w2^T`` ([P, a] -> [P, c]) in a few chunks of rows on CPU: the wider hidden layer
-    is consumed while it is still in cache instead of making a full-resolution round trip through memory.
-    (Few chunks, not many small ones: each op is a parallel region, and on a busy machine each region can
-    wait for a time slice.)"""
+    """``selu(rows @ w1^T) @ w2^T`` ([P, a] -> [P, c]) in a few chunks of rows on CPU.
+
+    The wider hidden layer is consumed while it is still in cache instead of making a full-resolution round trip
+    through memory. (Few chunks, not many small ones: each op is a parallel region, and on a busy machine each
+    region can wait for a time slice.)
+    """
     if rows.device.type != "cpu":
         return F.selu(rows @ w1.t(), inplace=True) @ w2.t()
     w1t, w2t = w1.t().to(rows.dtype), w2.t().to(rows.dtype)
@@ -334,8 +341,9 @@ def _bilinear_corners(py: torch.Tensor, px: torch.Tensor, h: int, w: int) -> _Co
 
 
 class SparseFeatureMap:
-    """The L2-normalised aggregated map ``normalize(cat(f1, up2(f2), up8(f3), up32(f4)))`` of the unpadded
-    image, evaluated only at the pixels SDDH reads.
+    """The L2-normalised aggregated map of the unpadded image, evaluated only at the pixels SDDH reads.
+
+    The map is ``normalize(cat(f1, up2(f2), up8(f3), up32(f4)))``.
 
     Built densely, that map is dim x H x W floats written, upsampled and normalised (a third of the official
     code's CPU time), of which SDDH reads about 1024 x (9 + 4 x M) pixels. Here f1 = selu(conv1(x1)) is computed
@@ -366,8 +374,11 @@ class SparseFeatureMap:
         self.width = column([wk for _, wk in sizes], torch.long)
 
     def _coarse_taps(self, y: torch.Tensor, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Rows [parts, P, 4] and weights [parts, P, 4] of the four source pixels that bilinear upsampling
-        blends at full-resolution pixels (y, x) [P] (padded coordinates), for every coarse part at once."""
+        """Rows and weights of the four source pixels that bilinear upsampling blends at each pixel.
+
+        Rows [parts, P, 4] and weights [parts, P, 4] for full-resolution pixels (y, x) [P] (padded coordinates),
+        for every coarse part at once.
+        """
         sy = y.to(torch.float32)[None] * self.scale_y  # float32 source coordinates, like torch's kernel
         sx = x.to(torch.float32)[None] * self.scale_x
         y0, x0 = sy.long(), sx.long()  # >= 0: truncation is floor
@@ -381,8 +392,10 @@ class SparseFeatureMap:
         return rows, weights
 
     def parts(self, iy: torch.Tensor, ix: torch.Tensor) -> List[torch.Tensor]:
-        """Unnormalised [f1, up(f2), up(f3), up(f4)] at integer pixels (iy, ix) [P] of the unpadded image,
-        each [P, dim/4]."""
+        """Unnormalised [f1, up(f2), up(f3), up(f4)] at integer pixels (iy, ix) [P] of the unpadded image.
+
+        Each part is [P, dim/4].
+        """
         y, x = iy + self.pad_top, ix + self.pad_left
         out = [F.selu(self.x1.index_select(0, y * self.wp + x) @ self.w1t, inplace=True)]
         rows, weights = self._coarse_taps(y, x)
@@ -395,8 +408,10 @@ class SparseFeatureMap:
         return F.normalize(torch.cat(self.parts(iy, ix), 1), p=2.0, dim=1)
 
     def sample(self, py: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
-        """Bilinear reads [S, dim] of the normalised map at float pixels (py, px) [S], zeros outside the image
-        (what ``grid_sample(align_corners=True, padding_mode="zeros")`` reads from the dense map)."""
+        """Bilinear reads [S, dim] of the normalised map at float pixels (py, px) [S], zeros outside the image.
+
+        These are what ``grid_sample(align_corners=True, padding_mode="zeros")`` reads from the dense map.
+        """
         n = py.shape[0]
         c = _bilinear_corners(py, px, self.h, self.w)
         parts = self.parts(c.y.reshape(-1), c.x.reshape(-1))  # each [4S, dim/4], corner-major
@@ -412,9 +427,11 @@ class SparseFeatureMap:
 # Differentiable keypoint detection (inference)
 # ---------------------------------------------------------------------------------------------------------------
 def _window_reduce(x: torch.Tensor, length: int, dim: int, op) -> torch.Tensor:
-    """``op``-reduction (max / or) over every window of ``length`` consecutive entries along ``dim``:
+    """``op``-reduction (max / or) over every window of ``length`` consecutive entries along ``dim``.
+
     n + length - 1 entries in, n out. Windows double in length per step (1, 2, 4, ...), and two overlapping
-    power-of-two windows cover any length: log2(length) + 1 full passes instead of length - 1."""
+    power-of-two windows cover any length: log2(length) + 1 full passes instead of length - 1.
+    """
     n = x.shape[dim] - length + 1
     span = 1
     while 2 * span <= length:
@@ -426,8 +443,11 @@ def _window_reduce(x: torch.Tensor, length: int, dim: int, op) -> torch.Tensor:
 
 
 def _max_pool(x: torch.Tensor, r: int) -> torch.Tensor:
-    """(2r+1)^2 max pooling, stride 1, of a [H, W] map (-inf outside, like max_pool2d), separably with
-    window maxima: the same values, a fraction of max_pool2d's time on CPU (which also computes indices)."""
+    """(2r+1)^2 max pooling, stride 1, of a [H, W] map (-inf outside, like max_pool2d).
+
+    Computed separably with window maxima: the same values, a fraction of max_pool2d's time on CPU (which also
+    computes indices).
+    """
     xp = F.pad(x[None], (r, r, r, r), value=float("-inf"))[0]
     return _window_reduce(_window_reduce(xp, 2 * r + 1, 1, torch.maximum), 2 * r + 1, 0, torch.maximum)
 
@@ -439,8 +459,10 @@ def _dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def simple_nms(scores: torch.Tensor, r: int) -> torch.Tensor:
-    """Scores [H, W] of local maxima in a (2r+1)^2 window, 0 elsewhere; two more rounds recover maxima next to
-    suppressed areas (the SuperPoint/ALIKED NMS)."""
+    """Scores [H, W] of local maxima in a (2r+1)^2 window, 0 elsewhere (the SuperPoint/ALIKED NMS).
+
+    Two more rounds recover maxima next to suppressed areas.
+    """
     zeros = torch.zeros_like(scores)
     max_mask = scores == _max_pool(scores, r)
     for _ in range(2):
@@ -527,8 +549,10 @@ class SDDH(nn.Module):
         self.agg_weights = nn.Parameter(torch.rand(n_pos, dim, dim))  # position p's [dim_in, dim_out] matrix
 
     def patch_pixels(self, kpts: torch.Tensor, h: int, w: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Integer pixels [N, K*K] (row-major) of the KxK patch at each keypoint, kept inside the image the way
-        the official code does (its corner is clamped to [0, size - 1 - K])."""
+        """Integer pixels [N, K*K] (row-major) of the KxK patch at each keypoint, kept inside the image.
+
+        The patch stays inside the way the official code keeps it: its corner is clamped to [0, size - 1 - K].
+        """
         k = self.kernel_size
         corner = (kpts.long().to(kpts.dtype) - k / 2 + 1).long()  # truncations, as the official code
         cx = corner[:, 0].clamp(min=0, max=w - 1 - k)
@@ -537,7 +561,7 @@ class SDDH(nn.Module):
         return cy[:, None] + d.repeat_interleave(k)[None], cx[:, None] + d.repeat(k)[None]
 
     def _offset_weight(self) -> torch.Tensor:
-        """The KxK offset conv as a matrix over patch rows ordered (ky, kx, channel)."""
+        """Return the KxK offset conv as a matrix over patch rows ordered (ky, kx, channel)."""
         w = self.offset_conv[0].weight
         return _cached(self, [w], lambda: w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).contiguous())
 
@@ -641,9 +665,12 @@ class ALIKED(nn.Module):
     # -----------------------------------------------------------------------------------------------------------
     def encode(self, image: torch.Tensor, with_scores: bool = True
                ) -> Tuple[torch.Tensor, List[torch.Tensor], Optional[torch.Tensor]]:
-        """Padded image [1,3,Hp,Wp] -> block1's output x1 [1,c1,Hp,Wp], the coarse aggregated parts
-        [f2 (1/2), f3 (1/8), f4 (1/32)] (dim/4 channels each) and the score map [Hp, Wp] (None without
-        ``with_scores``: the score head is about half of the encoder's time at 640x480 on a CPU)."""
+        """Encode a padded image [1,3,Hp,Wp]: block1's output, the coarse aggregated parts and the score map.
+
+        Returns block1's output x1 [1,c1,Hp,Wp], the coarse aggregated parts [f2 (1/2), f3 (1/8), f4 (1/32)]
+        (dim/4 channels each) and the score map [Hp, Wp] (None without ``with_scores``: the score head is about
+        half of the encoder's time at 640x480 on a CPU).
+        """
         x = image.contiguous(memory_format=torch.channels_last)
         x1 = self.block1(x)
         x2 = self.block2(F.avg_pool2d(x1, 2))
@@ -703,9 +730,12 @@ class ALIKED(nn.Module):
     # -----------------------------------------------------------------------------------------------------------
     @staticmethod
     def _patch_positions(kpts: torch.Tensor, w: int, h: int) -> torch.Tensor:
-        """Keypoints as SDDH sees them. The official code passes them through [-1, 1] coordinates and back
-        before truncating them to pick the 3x3 patch; the same float round trip here makes a keypoint a hair
-        from an integer pick the same patch (a different patch would change its descriptor entirely)."""
+        """Keypoints as SDDH sees them.
+
+        The official code passes them through [-1, 1] coordinates and back before truncating them to pick the
+        3x3 patch; the same float round trip here makes a keypoint a hair from an integer pick the same patch
+        (a different patch would change its descriptor entirely).
+        """
         wh = torch.tensor([w - 1, h - 1], device=kpts.device, dtype=kpts.dtype)
         return ((kpts / wh * 2 - 1) / 2 + 0.5) * wh
 

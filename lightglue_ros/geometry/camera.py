@@ -26,7 +26,7 @@ _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-1
 
 
 def camera_from_info(width: int, height: int, K, D=(), model: str = "plumb_bob") -> Camera:
-    """A `Camera` from CameraInfo-style fields (``K`` row-major 9 values or 3x3, ``D`` any length).
+    """Build a `Camera` from CameraInfo-style fields (``K`` row-major 9 values or 3x3, ``D`` any length).
 
     ``model`` "" is read as "none". Nothing is validated here; call `validate_camera`.
     """
@@ -65,6 +65,7 @@ def validate_camera(cam: Camera) -> str:
 
 
 def has_distortion(cam: Camera) -> bool:
+    """Return True when the camera has a non-zero distortion coefficient."""
     D = np.asarray(cam.D, dtype=np.float64).ravel()
     return bool(len(D)) and bool(np.any(D != 0))
 
@@ -89,7 +90,7 @@ def undistort_points(cam: Camera, pts_px) -> np.ndarray:
 
 
 def poselib_camera(cam: Camera) -> dict:
-    """The pinhole camera in PoseLib's dictionary form (points are undistorted before PoseLib sees them)."""
+    """Return the pinhole camera in PoseLib's dictionary form (points are undistorted before PoseLib sees them)."""
     return {"model": "PINHOLE", "width": int(cam.width), "height": int(cam.height),
             "params": [cam.fx, cam.fy, cam.cx, cam.cy]}
 

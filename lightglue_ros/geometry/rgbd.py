@@ -30,7 +30,7 @@ class LiftedPoints(NamedTuple):
 
 
 def depth_in_metres(depth) -> Optional[np.ndarray]:
-    """HxW float32 metres from float metres or uint16 millimetres (16UC1); None if not a 2-D array."""
+    """Convert depth to HxW float32 metres from float metres or uint16 millimetres (16UC1); None if not a 2-D array."""
     d = np.asarray(depth)
     if d.ndim == 3 and d.shape[2] == 1:
         d = d[:, :, 0]

@@ -111,7 +111,7 @@ class RelativePose:
 
 
 def ransac_options(cfg: PoseConfig, key: str, threshold: float) -> dict:
-    """PoseLib RANSAC options from the estimator settings (``key`` names the threshold PoseLib expects)."""
+    """Build PoseLib RANSAC options from the estimator settings (``key`` names the threshold PoseLib expects)."""
     return {key: float(threshold), "success_prob": float(cfg.ransac_confidence),
             "max_iterations": int(cfg.ransac_max_iterations),
             "min_iterations": int(min(cfg.ransac_min_iterations, cfg.ransac_max_iterations))}
@@ -264,7 +264,7 @@ def relative_pose(pts0, pts1, cam0: Camera, cam1: Camera, cfg=None) -> RelativeP
 
 
 def two_view_config(od):
-    """PoseLib settings of the odometry (threshold, confidence, iterations), without its refusals.
+    """Return the PoseLib settings of the odometry (threshold, confidence, iterations), without its refusals.
 
     The odometry declines to report a pose when the parallax is small or a rotation-only model explains the
     matches (a policy for chaining poses). The pose AUC of the papers scores whatever the estimator returns,

@@ -1,5 +1,7 @@
-"""Sub-pixel alignment of matched points: each current-frame point is moved to where the reference point's patch
-fits best (translation only, gain and offset free), all matches at once.
+"""Sub-pixel alignment of matched points, all matches at once.
+
+Each current-frame point is moved to where the reference point's patch fits best (translation only, gain and
+offset free).
 
 Why: a detector finds the "same" corner a little differently in two views (scale and perspective change), and
 the pose inherits that. Aligning the current frame's patch to the reference's measures the same physical point
@@ -20,6 +22,8 @@ import torch.nn.functional as F
 
 @dataclass
 class AlignConfig:
+    """Settings of the patch alignment of matched points."""
+
     patch: int = 15  # side of the square patch (px), odd (11: 0.871, 15: 0.884, 21: 0.877 AUC@10 on TUM 1 s pairs)
     iterations: int = 5  # Gauss-Newton steps (10 give the same AUC in twice the time)
     min_correlation: float = 0.8  # zero-mean normalised correlation needed to accept the aligned position

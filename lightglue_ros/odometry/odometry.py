@@ -133,7 +133,7 @@ class _Step:
 
 
 def _unique(ids: np.ndarray) -> np.ndarray:
-    """True for ids that occur once (a track matched twice is ambiguous: drop it from the map)."""
+    """Return True for ids that occur once (a track matched twice is ambiguous: drop it from the map)."""
     _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     return counts[inverse] == 1
 
@@ -220,7 +220,7 @@ class VisualOdometry:
 
     @property
     def failed(self) -> bool:
-        """True when the last `update` produced no estimate because something failed (reason in `reason`)."""
+        """True when the last `update` produced no estimate because something failed; the reason is in `reason`."""
         return self._last_failed
 
     @property
@@ -301,7 +301,7 @@ class VisualOdometry:
     # ---- seeding --------------------------------------------------------------------------------------------
     def _seed(self, track: TrackResult, camera: Camera, stamp: float, depth, reason: str,
               keyframe: bool) -> OdometryResult:
-        """A new keyframe at the current pose (continuity): the frame only becomes the reference."""
+        """Start a new keyframe at the current pose (continuity): the frame only becomes the reference."""
         if self.config.use_depth and not self._depth_usable(track.kpts1, camera, depth):
             # Nothing could be tracked from a keyframe without depth at its keypoints: refuse it, so the
             # caller's front end drops it (needs_reference) and the next frame seeds instead.
@@ -446,7 +446,7 @@ class VisualOdometry:
         return step, ""
 
     def _pnp_landmarks(self, has_lm: np.ndarray, lm_index: np.ndarray) -> np.ndarray:
-        """The matched landmarks PnP uses: the precise ones when there are plenty.
+        """Return the matched landmarks PnP uses: the precise ones when there are plenty.
 
         PnP treats landmarks as exact; noisy depths act like a noisy regressor and shorten the estimated
         translation (regression dilution), so imprecise landmarks are left out when enough precise ones remain.
@@ -458,7 +458,7 @@ class VisualOdometry:
         return good if good.sum() >= 3 * max(self.config.min_inliers, 6) else has_lm
 
     def _consistent(self, step: _Step, camera: Camera, p1: np.ndarray, lm_index: np.ndarray) -> np.ndarray:
-        """Matches whose landmark reprojects within 2x the RANSAC threshold under the estimated pose."""
+        """Mark the matches whose landmark reprojects within 2x the RANSAC threshold under the estimated pose."""
         has = lm_index >= 0
         out = np.zeros(len(lm_index), bool)
         if not has.any():

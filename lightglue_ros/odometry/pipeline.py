@@ -39,6 +39,8 @@ from lightglue_ros.core.types import FAILED, PROCESSED, SKIPPED, Camera, FrameOu
 
 @dataclass
 class PipelineConfig:
+    """Settings of the whole pipeline: the front end's and the odometry's."""
+
     frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
     odometry: OdometryConfig = field(default_factory=OdometryConfig)
 

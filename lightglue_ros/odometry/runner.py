@@ -27,6 +27,8 @@ FRAME_COLUMNS = ("index", "stamp", "outcome", "reason", "keypoints", "matches", 
 
 @dataclass
 class RunResult:
+    """A run over a sequence: one row per frame, and the stamps and poses of the frames with a pose."""
+
     rows: list  # one dict per frame (FRAME_COLUMNS)
     stamps: list  # stamps of the frames with a pose
     poses: list  # 4x4 T_world_cam of those frames
@@ -67,6 +69,7 @@ def process_frame(pipeline, frame) -> FrameOutcome:
 
 
 def run_sequence(seq, pipeline_cfg, progress: bool = True, desc: str = "") -> RunResult:
+    """Run the pipeline over ``seq`` (a tqdm bar unless ``progress`` is False); Ctrl-C ends it with what was done."""
     from tqdm import tqdm
 
     from lightglue_ros.odometry.pipeline import Pipeline
@@ -96,6 +99,7 @@ def run_sequence(seq, pipeline_cfg, progress: bool = True, desc: str = "") -> Ru
 
 
 def write_frames_csv(path: Path, rows: Sequence[dict]) -> None:
+    """Write the frame rows to ``path`` as CSV with the FRAME_COLUMNS header."""
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FRAME_COLUMNS)
         w.writeheader()
@@ -108,6 +112,7 @@ def _mean(values) -> Optional[float]:
 
 
 def summarize(run: RunResult) -> dict:
+    """Summarise a run for summary.json: outcome and reason counts, frame rates and mean telemetry."""
     rows = run.rows
     n = len(rows)
     by_outcome = Counter(r["outcome"] for r in rows)

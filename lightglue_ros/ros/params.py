@@ -101,6 +101,7 @@ def parameter_table() -> List[ParamSpec]:
 
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """Build the read-only ROS ParameterDescriptor of a parameter (description, choices, numeric range)."""
     d = ParameterDescriptor(name=spec.name, description=spec.description, read_only=True)
     if spec.choices:
         d.additional_constraints = "one of: " + ", ".join(spec.choices)
@@ -129,6 +130,8 @@ def load_mask_file(path: str) -> Optional[np.ndarray]:
 
 @dataclass
 class NodeSettings:
+    """The node's own settings (frames, QoS, topics, TF, mask), as opposed to the core's configs."""
+
     odom_frame: str
     base_frame: str
     camera_frame: str
@@ -249,7 +252,7 @@ def _md_type(value: Any) -> str:
 
 
 def render_markdown() -> str:
-    """The README's parameter table (a test checks the README holds exactly this)."""
+    """Render the README's parameter table (a test checks the README holds exactly this)."""
     rows = ["| parameter | type | default | range / choices | description |", "|---|---|---|---|---|"]
     for spec in parameter_table():
         rng = " \\| ".join(spec.choices) if spec.choices else (

@@ -3,7 +3,7 @@ import argparse
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer > 0, or a one-line error."""
+    """Parse an integer > 0 (an argparse type), or fail with a one-line error."""
     try:
         v = int(text)
     except ValueError:

@@ -55,6 +55,8 @@ class Timing:
 
 @dataclass
 class BenchRow:
+    """One configuration's line of the frontend table: median times (ms) and mean counts over its samples."""
+
     name: str
     extract_ms: Optional[float]  # median per frame
     match_ms: Optional[float]
@@ -78,6 +80,7 @@ def _mean(xs) -> Optional[float]:
 
 
 def row_from(name: str, t: Timing, note: str = "") -> BenchRow:
+    """Summarise a configuration's samples as a `BenchRow` (median times, mean counts, fps from the total)."""
     total = _median(t.total)
     return BenchRow(name=name, extract_ms=_median(t.extract), match_ms=_median(t.match), total_ms=total,
                     stop_layer=_mean(t.stop_layer), pruned_frac=_mean(t.pruned_frac),
@@ -88,6 +91,7 @@ def row_from(name: str, t: Timing, note: str = "") -> BenchRow:
 # ---------------------------------------------------------------------------------------------------- machine
 
 def machine_info(device: str) -> dict:
+    """Describe the machine: CPU, cores (all and usable), torch and its threads, Python, device (and GPU)."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -211,6 +215,8 @@ def bench_our_extraction(frames: list, cfg, runs: int) -> Timing:
 
 @dataclass
 class Reference:
+    """The official models loaded for the bench (matcher adaptive and full) with their extract/match calls."""
+
     ref: object  # namespace from bench_reference.load_reference()
     aliked: object
     matcher: object  # defaults (adaptive)
@@ -221,7 +227,7 @@ class Reference:
 
 
 def load_reference(max_keypoints: int, device: str, precision: str) -> tuple[Optional[Reference], str]:
-    """The official models, or (None, why not)."""
+    """Load the official models, or return (None, why not)."""
     try:
         from lightglue_ros.tools import bench_reference as br
 
@@ -284,7 +290,7 @@ def _record_ref(t: Timing, out: dict, f1: dict, ext: Optional[float], mat: float
 
 
 def bench_reference_matcher(frames: list, r: Reference, runs: int) -> tuple[Timing, Timing, Timing]:
-    """Reference extraction alone per frame, then its matcher alone (adaptive and full) on those features."""
+    """Time reference extraction alone per frame, then its matcher alone (adaptive and full) on those features."""
     ext_t = Timing()
     feats = []
     for img in frames[:WARMUP_FRAMES]:
@@ -318,6 +324,7 @@ def bench_reference_matcher(frames: list, r: Reference, runs: int) -> tuple[Timi
 # ---------------------------------------------------------------------------------------------------- frontend
 
 def run_frontend_bench(args) -> dict:
+    """Time every front-end configuration (ours, the reference, ORB, SIFT) on the frames; a JSON-ready dict."""
     from lightglue_ros.matching.frontend import FrontEndConfig
 
     from lightglue_ros.matching.backends import resolve_device
@@ -369,8 +376,11 @@ def run_frontend_bench(args) -> dict:
 
 
 def _precisions(requested: str, device: str) -> dict:
-    """What each side really computes in: ours follows --precision (auto = fp16 on CUDA); the reference keeps its
-    defaults (fp32; its mixed precision only with --precision fp16), as its users run it."""
+    """Name the precision each side really computes in.
+
+    Ours follows --precision (auto = fp16 on CUDA); the reference keeps its defaults (fp32; its mixed precision
+    only with --precision fp16), as its users run it.
+    """
     import torch
 
     from lightglue_ros.matching.backends import resolve_precision
@@ -381,7 +391,7 @@ def _precisions(requested: str, device: str) -> dict:
 
 
 def _adaptive_gain(rows: list) -> dict:
-    """Matching time full / adaptive, ours and the reference's: how much early exit + pruning buy each."""
+    """Return matching time full / adaptive, ours and the reference's: how much early exit + pruning buy each."""
     by = {r.name: r for r in rows}
 
     def ratio(full, adaptive):
@@ -397,6 +407,7 @@ def _fmt(v, spec: str = ".1f", none: str = "-") -> str:
 
 
 def format_frontend(res: dict) -> str:
+    """Format `run_frontend_bench`'s results as text: machine, settings, one line per configuration, gains."""
     m = res["machine"]
     lines = [
         f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), torch {m['torch']} with "
@@ -424,6 +435,7 @@ def format_frontend(res: dict) -> str:
 
 
 def cmd_frontend(args) -> int:
+    """Run `bench frontend`."""
     res = run_frontend_bench(args)
     print(format_frontend(res))
     if args.json:
@@ -493,6 +505,7 @@ def backend_config(spec: str, **fields):
 
 
 def run_accuracy_bench(args) -> dict:
+    """Run the pipeline and the pair pose AUC per backend on a source with ground truth; a JSON-ready dict."""
     from lightglue_ros.odometry.runner import run_sequence
     from lightglue_ros.io.datasets import open_sequence
     from lightglue_ros.matching.frontend import DETECTORS, FrontEnd
@@ -528,6 +541,7 @@ def run_accuracy_bench(args) -> dict:
 
 
 def format_accuracy(res: dict) -> str:
+    """Format `run_accuracy_bench`'s results as a table, one line per backend."""
     lines = [f"{res['sequence']}: {res['frames']} frames, pose AUC on pairs (i, i+{res['pairs_gap']}), "
              f"same PoseLib settings for every backend",
              f"{'backend':<21}{'proc':>6}{'ATE':>9}{'ATE%':>7}{'RPEt':>9}{'RPEr°':>8}{'AUC@5':>7}{'@10':>7}"
@@ -547,6 +561,7 @@ def format_accuracy(res: dict) -> str:
 
 
 def cmd_accuracy(args) -> int:
+    """Run `bench accuracy`."""
     res = run_accuracy_bench(args)
     print(format_accuracy(res))
     if args.json:
@@ -557,7 +572,7 @@ def cmd_accuracy(args) -> int:
 # ---------------------------------------------------------------------------------------------------- parser
 
 def add_parser(subparsers) -> None:
-
+    """Add the `bench` command (`frontend` and `accuracy`)."""
     p = subparsers.add_parser("bench", help="speed (frontend) and accuracy benchmarks",
                               description="Benchmarks. See `bench frontend --help` and `bench accuracy --help`.")
     sub = p.add_subparsers(dest="bench_command", metavar="WHAT", parser_class=type(p))

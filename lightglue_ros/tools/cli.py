@@ -40,6 +40,7 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------------------- config
 
 def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optional[int] = None) -> None:
+    """Add the front-end flags (backend, keypoints, detector, device, precision, confidences, threads) to ``p``."""
     p.add_argument("--backend", choices=BACKENDS, help="feature backend (default: lightglue = ALIKED + LightGlue)")
     p.add_argument("--max-keypoints", type=positive_int, default=max_keypoints_default, metavar="N",
                    help="keypoints per frame (default 1024)")
@@ -71,6 +72,7 @@ _FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "dete
 
 
 def frontend_config_from_args(args, base=None):
+    """Return ``base`` (default: `FrontEndConfig()`) with the front-end flags that were given applied."""
     from lightglue_ros.matching.frontend import FrontEndConfig
 
     cfg = base if base is not None else FrontEndConfig()
@@ -166,12 +168,14 @@ def pipeline_config_from_args(args):
 
 
 def config_dict(cfg) -> dict:
+    """Return a config dataclass as a JSON-ready dict (values JSON cannot hold written as strings)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
 # ---------------------------------------------------------------------------------------------------- run
 
 def open_source(args):
+    """Open ``args.source`` as a sequence with the source options among ``args`` (depth, stride, topics, ...)."""
     from lightglue_ros.io.datasets import open_sequence
 
     kwargs = dict(use_depth=bool(getattr(args, "depth", False)), stride=getattr(args, "stride", 1) or 1,
@@ -185,6 +189,7 @@ def open_source(args):
 
 
 def cmd_run(args) -> int:
+    """Run `run`."""
     cfg = pipeline_config_from_args(args)
     seq = open_source(args)
     if args.gt and not seq.has_gt:
@@ -234,6 +239,7 @@ def _print_run(s: dict, out: Path) -> None:
 
 
 def add_run_parser(sub) -> None:
+    """Add the `run` command."""
     p = sub.add_parser(
         "run", help="run the odometry over a sequence and write trajectory.tum, frames.csv, summary.json",
         description="Runs the pipeline over SOURCE. SOURCE: an image folder, a TUM / KITTI / EuRoC sequence folder, "
@@ -263,6 +269,7 @@ def add_run_parser(sub) -> None:
 # ---------------------------------------------------------------------------------------------------- pair
 
 def read_image_rgb(path: str) -> np.ndarray:
+    """Read an image file as RGB uint8; a missing or unreadable file is a `UserError`."""
     import cv2
 
     p = Path(path)
@@ -285,6 +292,7 @@ def _camera(intr: Sequence[float], image: np.ndarray):
 
 
 def cmd_pair(args) -> int:
+    """Run `pair`."""
     img0, img1 = read_image_rgb(args.img0), read_image_rgb(args.img1)
     cam0 = _camera(args.intrinsics, img0)
     cam1 = _camera(args.intrinsics1 or args.intrinsics, img1)
@@ -323,6 +331,7 @@ def cmd_pair(args) -> int:
 
 
 def add_pair_parser(sub) -> None:
+    """Add the `pair` command."""
     p = sub.add_parser("pair", help="match two images and print their relative pose",
                        description="Extracts and matches IMG0 and IMG1 with the front end, estimates the relative "
                                    "pose with PoseLib (T_0_1, the pose of camera 1 in camera 0: x0 = R x1 + t, "
@@ -343,6 +352,7 @@ def add_pair_parser(sub) -> None:
 # ---------------------------------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the `lightglue-ros` parser with all its commands."""
     parser = _Parser(prog=PROG, description="LightGlue visual odometry, offline tools (no ROS needed).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -363,6 +373,7 @@ def _version() -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; return the exit code (2 and one line on stderr for a user error)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
