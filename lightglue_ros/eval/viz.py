@@ -143,11 +143,7 @@ def plot_matches(path, img0, img1, pts0, pts1, inliers=None, title: str = "") ->
         ys = np.stack([pts0[sel, 1], pts1[sel, 1]])
         ax.plot(xs, ys, "-", color=colour, linewidth=0.6, alpha=0.8)
     ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path), dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, ax, path, title, dpi=100)
 
 
 def plot_topdown(path, est_aligned, gt, title: str = "") -> None:
@@ -176,8 +172,15 @@ def plot_topdown(path, est_aligned, gt, title: str = "") -> None:
     ax.set_aspect("equal", adjustable="datalim")
     ax.grid(True, alpha=0.3)
     ax.legend()
+    _save(fig, ax, path, title, dpi=110)
+
+
+def _save(fig, ax, path, title: str, dpi: int) -> None:
+    """Title the axes, write the figure (its folder created) and free it."""
+    import matplotlib.pyplot as plt
+
     if title:
         ax.set_title(title)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path), dpi=110, bbox_inches="tight")
+    fig.savefig(str(path), dpi=dpi, bbox_inches="tight")
     plt.close(fig)

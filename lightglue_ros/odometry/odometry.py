@@ -9,17 +9,17 @@ What is metric and what is not:
 - **RGB-D** (``use_depth``): the keyframe's keypoints are lifted with the keyframe's depth and the current frame
   is located by P3P LO-RANSAC: translations are in metres, and scale cannot drift (each step is measured).
 - **Monocular**: translation is only known up to one global scale. The first keyframe pair defines it (baseline
-  = 1 unit). From then on the scale is carried by *landmarks*: inlier points triangulated between consecutive
-  keyframes, stored in the keyframe's frame under their persistent track ids. A new frame is located by PnP
-  (P3P LO-RANSAC) against the precise landmarks, so its translation is in the same units. When it becomes a
-  keyframe, its translation is corrected by the median ratio of stored to re-triangulated depths (least-squares
-  PnP on noisy landmarks shortens translations by a fraction of a percent per keyframe: regression dilution),
-  then its points are triangulated and fused in inverse depth with the landmarks carried over, so the scale is
-  averaged over many keyframes instead of random-walking from pair to pair. On simulated 90 m drives (0.5 px
-  noise, 10% outliers) the scale stays within ~3% and the Sim(3) ATE is below 0.1% of the path. Poses are
-  consistent up to one global scale (align with Sim(3) to evaluate), never metric. After a reset the scale of
-  the new segment is re-seeded from the last measured speed (``speed * dt``) when there is one, else 1: a
-  guess, not a measurement (the reason says so).
+  = 1 unit, or ``camera_height``). Each frame's rotation and translation direction come from the relative pose of
+  *all* its matches against the keyframe (PoseLib LO-RANSAC), precise even where most points are new; the
+  landmarks (inlier points triangulated between keyframes, stored under their persistent track ids) fix only the
+  baseline length: the median ratio of stored to re-triangulated depths. PnP against the landmarks is the
+  fallback where two views cannot give the motion. At a keyframe the new points are fused in inverse depth with
+  the carried ones, and the last ``bundle_window`` keyframes are bundle-adjusted (`odometry.window`,
+  `odometry.bundle`); the frames until the next keyframe are placed from the adjusted one. With ``camera_height``
+  a ground plane fitted at each keyframe makes the scale metric (``scale_source`` says where each frame's scale
+  came from). Without it poses are consistent up to one global scale (align with Sim(3) to evaluate). After a
+  reset the scale of the new segment is re-seeded from the last measured speed (``speed * dt``) when there is
+  one, else 1: a guess, not a measurement (the reason says so).
 
 Rules:
 
@@ -68,9 +68,9 @@ SCALE_LANDMARKS = "landmarks"  # two-view motion, baseline from the depths of tr
 SCALE_PNP = "pnp"  # PnP against the landmarks (the fallback)
 SCALE_GROUND = "ground"  # landmarks, with the map rescaled so the camera sits camera_height above the ground
 SCALE_DEPTH = "depth"  # RGB-D
+SCALE_PRIOR = "prior"  # (re)initialised: unit baseline or the last speed, not a measurement
 #: Share (in log scale) of the ground-plane scale error corrected at each keyframe after the first.
 GROUND_GAIN = 0.25
-SCALE_PRIOR = "prior"  # (re)initialised: unit baseline or the last speed, not a measurement
 # A keyframe candidate without valid depth at enough of its keypoints (RGB-D): refused, the next frame seeds.
 REASON_SEED_DEPTH = "no valid depth at the keyframe's keypoints"
 
@@ -199,7 +199,6 @@ class VisualOdometry:
         self._last_failed = False
         self._scale_source = ""  # SCALE_GROUND once camera_height has set the scale of the current map
         self._window = KeyframeWindow(self.config.bundle_window)  # monocular keyframes for the adjustment
-        self._kf_prev_pose, self._kf_prev_cov = np.eye(4), np.zeros((6, 6))
 
     # ---- public state ---------------------------------------------------------------------------------------
     @property
@@ -419,19 +418,12 @@ class VisualOdometry:
         landmark tracks of stored depth / depth triangulated with a unit baseline (depths scale linearly with
         the baseline). Returns (None, reason) when the two views cannot give the motion.
         """
-        cfg, kf, K = self.config, self._kf, camera.K
-        est = geo.relative_pose(p0, p1, camera, camera, cfg)
+        K = camera.K
+        est = geo.relative_pose(p0, p1, camera, camera, self.config)
         if not est.ok:
             return None, est.reason
         T_unit = make_T(est.R, est.t)  # T_kf_cur with |t| = 1
-        inl = est.inliers & (lm_index >= 0)
-        T_cur_kf = invert_T(T_unit)
-        _, d0, d1 = geo.triangulate(K, K, T_cur_kf, p0[inl], p1[inl])
-        flow = geo.rotation_compensated_flow(K, K, T_cur_kf[:3, :3], p0[inl], p1[inl])
-        z_lm = kf.xyz[lm_index[inl], 2]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            use = np.isfinite(d0) & (d0 > 0) & (d1 > 0) & (flow >= self._min_flow_px)
-            ratios = z_lm[use] / d0[use]
+        ratios = self._depth_ratios(K, T_unit, p0, p1, lm_index, est.inliers & (lm_index >= 0))
         if len(ratios) < RESCALE_MIN_POINTS:
             return None, "too few landmarks for the scale"
         scale = float(np.median(ratios))
@@ -477,14 +469,7 @@ class VisualOdometry:
         MIN_FLOW_THRESHOLDS RANSAC thresholds, the same selection the fresh landmarks of `_promote_mono` get, so
         that the selection effect on the step and on the new landmarks is the same and cancels along the chain.
         """
-        kf, K = self._kf, camera.K
-        T_cur_kf = invert_T(step.T_kf_cur)
-        _, d0, d1 = geo.triangulate(K, K, T_cur_kf, p0, p1)
-        flow = geo.rotation_compensated_flow(K, K, T_cur_kf[:3, :3], p0, p1)
-        z_lm = kf.xyz[np.maximum(lm_index, 0), 2]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            use = carry & np.isfinite(d0) & (d0 > 0) & (d1 > 0) & (flow >= self._min_flow_px)
-            ratios = z_lm[use] / d0[use]
+        ratios = self._depth_ratios(camera.K, step.T_kf_cur, p0, p1, lm_index, carry)
         if len(ratios) < RESCALE_MIN_POINTS:
             return step
         s = float(np.median(ratios))
@@ -493,6 +478,21 @@ class VisualOdometry:
         T = step.T_kf_cur.copy()
         T[:3, 3] *= s
         return dataclasses.replace(step, T_kf_cur=T)
+
+    def _depth_ratios(self, K, T_kf_cur, p0, p1, lm_index, use) -> np.ndarray:
+        """Stored landmark depth / depth triangulated under ``T_kf_cur``, for the ``use`` matches that triangulate.
+
+        Triangulated depths scale with the baseline, so each ratio is the baseline length in map units (for a
+        unit baseline) or the correction of the baseline. Only pairs whose translational flow reaches
+        MIN_FLOW_THRESHOLDS RANSAC thresholds count: the selection the fresh landmarks get (`_promote_mono`).
+        """
+        T_cur_kf = invert_T(T_kf_cur)
+        _, d0, d1 = geo.triangulate(K, K, T_cur_kf, p0[use], p1[use])
+        flow = geo.rotation_compensated_flow(K, K, T_cur_kf[:3, :3], p0[use], p1[use])
+        z_lm = self._kf.xyz[lm_index[use], 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ok = np.isfinite(d0) & (d0 > 0) & (d1 > 0) & (flow >= self._min_flow_px)
+            return z_lm[ok] / d0[ok]
 
     @property
     def _min_flow_px(self) -> float:
@@ -541,18 +541,18 @@ class VisualOdometry:
         ok = np.all(np.isfinite(X0), axis=1) & (X0[:, 2] > 0)
         cov, sigma = geo.pose_covariance(X0[ok], p1[inl][ok], T_kf_cur, camera.K)
         step = _Step(T_kf_cur, cov, est.num_inliers, est.parallax_px, scale_source=SCALE_PRIOR)
-        self._kf_prev_pose, self._kf_prev_cov = self._kf.pose.copy(), self._kf.cov.copy()
+        seed_pose, seed_cov = self._kf.pose.copy(), self._kf.cov.copy()  # the keyframe this pair starts from
         no_landmarks = np.full(len(ids), -1, np.int64)
         result = self._success(stamp, step, True, reason="initialised (scale: unit baseline)" if first
                                else "re-initialised (scale from the last speed: a prior, not a measurement)",
                                initialises=True)
         self._promote_mono(camera, stamp, step, p0, p1, ids, np.zeros(len(ids), bool), no_landmarks,
                            max(sigma, 0.5 * cfg.ransac_threshold_px))
-        result = self._ground_scale(result, self._kf_prev_pose, first=True)
+        result = self._ground_scale(result, seed_pose, first=True)
         # A new segment: its window starts with the two keyframes of the initialisation.
         self._window.clear()
         none = np.zeros(0, np.int64)
-        self._window.add(self._kf_prev_pose, self._kf_prev_cov, none, np.zeros((0, 2)), np.zeros((0, 2)), none,
+        self._window.add(seed_pose, seed_cov, none, np.zeros((0, 2)), np.zeros((0, 2)), none,
                          np.zeros((0, 3)))
         keep = np.isin(ids, self._kf.ids) & _unique(ids)
         self._window.add(self._kf.pose, self._kf.cov, ids[keep], p0[keep], p1[keep], self._kf.ids, self._kf.xyz)
