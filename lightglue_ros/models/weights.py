@@ -128,7 +128,9 @@ def load_checkpoint(filename: str, explicit: str = "") -> tuple[Path, dict]:
     try:
         return path, torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling errors have many types; all mean "not this checkpoint"
-        raise WeightsError(f"checkpoint {path} cannot be read as {filename} ({type(exc).__name__}: {exc}). "
+        # The first line says what broke; torch's advice that follows (load with weights_only=False) is not ours.
+        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise WeightsError(f"checkpoint {path} cannot be read as {filename} ({type(exc).__name__}: {why}). "
                            f"Fix: {fix_for(filename)}") from exc
 
 

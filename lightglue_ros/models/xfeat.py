@@ -259,7 +259,11 @@ class XFeat(nn.Module):
         desc = F.normalize(desc, dim=1)
         kpts = kpts.to(torch.float32)
         if (sx, sy) != (1.0, 1.0):
-            kpts = kpts * torch.tensor([sx, sy], device=kpts.device, dtype=torch.float32)
+            factor = torch.tensor([sx, sy], device=kpts.device, dtype=torch.float32)
+            if self.conf.fit == "resize":
+                kpts = kpts * factor  # the reference's mapping (parity)
+            else:  # pixel centres map to pixel centres: a downscaled pixel i covers input pixels [i s, (i + 1) s)
+                kpts = (kpts + 0.5) * factor - 0.5
         return XFeatFeatures(kpts, desc, scores, (int(w), int(h)))
 
     def extract_numpy(self, image: np.ndarray) -> XFeatFeatures:
