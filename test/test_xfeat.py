@@ -172,6 +172,9 @@ def test_strict_loading_uses_every_tensor():
     lg = LightGlue(LightGlueConfig(features="xfeat"))
     assert (lg.conf.descriptor_dim, lg.conf.n_layers, lg.conf.num_heads) == (96, 6, 1)
     assert len(lg.token_confidence) == 5 and set(lg.state_dict()) == set(matcher)
+    assert lg.conf.cross_attention == "fused" and LightGlueConfig().cross_attention == "auto"
+    with pytest.raises(ValueError, match="cross_attention"):
+        LightGlueConfig(features="xfeat", cross_attention="flash")
     # An unknown extra key is reported, not silently skipped.
     with pytest.raises(RuntimeError, match="Unexpected key"):
         lg.load_state_dict(matcher_state({**raw, "bogus.weight": torch.zeros(1)}, ckpt), strict=True)
@@ -320,11 +323,17 @@ def match_ours(model, f0, f1, **kw):
                  torch.tensor(f0.image_size), torch.tensor(f1.image_size), **kw)
 
 
+@pytest.mark.parametrize("cross", ["shared", "fused"])
 @pytest.mark.parametrize("dc,wc", [(-1, -1), (-1, 0.95), (0.95, 0.95), (0.95, -1)],
                          ids=["full", "reference-default", "adaptive", "depth-only"])
-def test_lighterglue_parity(dc, wc, xfeat_pairs, ref):
+def test_lighterglue_parity(dc, wc, cross, xfeat_pairs, ref):
+    """"shared" computes cross-attention as the reference does on a CPU (scores within 1e-4); "fused" (our
+    default for xfeat, two fused attention calls) rounds differently over six layers (scores within 1e-2, on
+    average 1e-4)."""
     theirs = reference_lighterglue(ref, dc, wc)
-    mine = LightGlue(LightGlueConfig(features="xfeat", depth_confidence=dc, width_confidence=wc))
+    mine = LightGlue(LightGlueConfig(features="xfeat", depth_confidence=dc, width_confidence=wc,
+                                     cross_attention=cross))
+    score_tol = 1e-4 if cross == "shared" else 1e-2
     for name, f0, f1 in xfeat_pairs:
         r, o = match_ref(theirs, f0, f1), match_ours(mine, f0, f1)
         assert o.stop_layer == r["stop"], name
@@ -335,7 +344,8 @@ def test_lighterglue_parity(dc, wc, xfeat_pairs, ref):
         assert len(common) >= 0.99 * max(len(rm), len(om)), (name, len(rm), len(om), len(common))
         rs = dict(zip(map(tuple, r["matches"][0].tolist()), r["scores"][0].tolist()))
         os_ = dict(zip(map(tuple, o.matches.tolist()), o.scores.tolist()))
-        assert max(abs(rs[m] - os_[m]) for m in common) <= 1e-4, name
+        diffs = np.array([abs(rs[m] - os_[m]) for m in common])
+        assert diffs.max() <= score_tol and diffs.mean() <= 1e-4, (name, diffs.max(), diffs.mean())
         if wc > 0:
             assert o.pruned0 == int((r["prune0"] < o.stop_layer).sum()), name
         else:
