@@ -18,7 +18,9 @@ only); the pipeline never does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import time
@@ -69,13 +71,13 @@ def _features(extractor, frames):
     return [extractor.extract(_tensor(f.image)) for f in frames]
 
 
-def _load_frames(source: str, crop: Optional[tuple] = None):
+def _load_frames(source: str, crop: Optional[tuple] = None, max_frames: Optional[int] = None):
     """Frames of a sequence with ground truth (images in memory); ``crop`` = (left, top) pixels cut off, the
     camera's principal point moved with it."""
     from .datasets import open_sequence
     from .types import Camera
 
-    frames = [f for f in open_sequence(source) if f.image is not None and f.gt_pose is not None]
+    frames = [f for f in open_sequence(source, max_frames=max_frames) if f.image is not None and f.gt_pose is not None]
     if crop:
         x0, y0 = crop
         out = []
@@ -134,7 +136,8 @@ def run_speed(args) -> dict:
     pairs = DATA / "lightglue_pairs"
     images = {"640x480": (_rgb(tum[0]), _rgb(tum[1])),
               "1226x370": (_rgb(pairs / "DSC_0410.JPG", (1226, 370)), _rgb(pairs / "DSC_0411.JPG", (1226, 370)))}
-    ref = RefXFeat(top_k=args.max_keypoints)
+    with contextlib.redirect_stdout(io.StringIO()):  # the reference prints where it loads its weights from
+        ref = RefXFeat(top_k=args.max_keypoints)
     ours = XFeat(XFeatConfig(max_keypoints=args.max_keypoints))
     matcher = LightGlue(LightGlueConfig(features="xfeat", depth_confidence=args.depth_confidence,
                                         width_confidence=args.width_confidence))
@@ -179,7 +182,7 @@ def run_depth(args) -> dict:
     from .models.xfeat import XFeat, XFeatConfig
 
     torch.set_num_threads(args.threads)
-    frames = _load_frames(args.source)
+    frames = _load_frames(args.source, max_frames=args.max_frames)
     feats = _features(XFeat(XFeatConfig(max_keypoints=args.max_keypoints)), frames)
     pairs = _pairs(len(frames), args.gaps)
     pose_cfg = _pose_cfg()
@@ -246,7 +249,7 @@ def run_variants(args) -> dict:
     from .models.xfeat import XFeat, XFeatConfig
 
     torch.set_num_threads(args.threads)
-    frames = _load_frames(args.source, tuple(args.crop) if args.crop else None)
+    frames = _load_frames(args.source, tuple(args.crop) if args.crop else None, args.max_frames)
     pairs = _pairs(len(frames), args.gaps)
     pose_cfg = _pose_cfg()
     rows = []
@@ -305,6 +308,7 @@ def main(argv=None) -> int:
         s.add_argument("--width-confidence", type=float, default=0.95)
         s.add_argument("--crop", type=lambda v: [int(x) for x in v.split(",")], default=None,
                        help="left,top pixels cut off every frame (variants)")
+        s.add_argument("--max-frames", type=int, default=None)
         s.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     run, fmt = {"speed": (run_speed, format_speed), "depth": (run_depth, format_depth),

@@ -57,8 +57,11 @@ class XFeatBackend:
         ).to(device).eval()
         self.n_layers = self.matcher.conf.n_layers
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+    def _autocast(self, matching: bool = False):
+        # bf16 on a CPU: extraction gains (19.5 vs 31 ms at 630x470 on an AMX CPU, same pose AUC), matching loses
+        # (125 vs 98 ms: every new point count after pruning builds new oneDNN kernels), so it matches in fp32.
+        enabled = self.dtype != torch.float32 and not (matching and self.device.type == "cpu")
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
         """uint8 HxW or HxWx3 -> [1,1,H,W] float grey in [0,1]: the channel mean, XFeat's own input, as one
@@ -73,10 +76,13 @@ class XFeatBackend:
     def extract(self, image: np.ndarray):
         with self._autocast():
             feats = self.extractor.extract(self._tensor(image))
-            kpts = feats.keypoints.float()
-            size = torch.tensor([image.shape[1], image.shape[0]], device=self.device, dtype=torch.float32)
-            prepared = self.matcher.prepare(kpts, feats.descriptors, size)
-        return kpts.cpu().numpy().astype(np.float32), {"kpts": kpts, "desc": feats.descriptors, "prepared": prepared}
+        kpts, desc = feats.keypoints.float(), feats.descriptors
+        size = torch.tensor([image.shape[1], image.shape[0]], device=self.device, dtype=torch.float32)
+        with self._autocast(matching=True):
+            if not torch.is_autocast_enabled(self.device.type):
+                desc = desc.float()
+            prepared = self.matcher.prepare(kpts, desc, size)
+        return kpts.cpu().numpy().astype(np.float32), {"kpts": kpts, "desc": desc, "prepared": prepared}
 
     @torch.inference_mode()
     def match(self, ref: FrameFeatures, cur: FrameFeatures) -> RawMatches:
@@ -87,7 +93,7 @@ class XFeatBackend:
                 "mask0": torch.from_numpy(ref.valid).to(self.device),
                 "mask1": torch.from_numpy(cur.valid).to(self.device),
             }
-        with self._autocast():
+        with self._autocast(matching=True):
             r = self.matcher(d0["kpts"], d0["desc"], d1["kpts"], d1["desc"],
                              prepared0=d0["prepared"], prepared1=d1["prepared"], **masks)
         return RawMatches(

@@ -456,3 +456,21 @@ def test_backend_masked_points_are_never_matched(backend, images):
     res = fe.track(images["tum1"], mask=mask)
     assert res.ok and res.num_matches > 50
     assert (res.points0[:, 0] >= 319.5).all() and (res.points1[:, 0] >= 319.5).all()
+
+
+def test_backend_bf16_extraction_keeps_fp32_positions_and_matches(images):
+    """A bf16 backend (autocast) extracts in bf16, but positions, descriptor reads and the matcher stay fp32 on a
+    CPU; the matches are mostly those of fp32."""
+    from lightglue_ros.frontend import FrontEndConfig
+    from lightglue_ros.xfeat_backend import XFeatBackend
+
+    fp32 = XFeatBackend(FrontEndConfig(), torch.device("cpu"), torch.float32)
+    bf16 = XFeatBackend(FrontEndConfig(), torch.device("cpu"), torch.bfloat16)
+    ma, mb = (xfeat_frontend(b) for b in (fp32, bf16))
+    for fe in (ma, mb):
+        fe.track(images["tum0"])
+    ra, rb = ma.track(images["tum1"]), mb.track(images["tum1"])
+    assert rb.ok and rb.kpts1.dtype == np.float32 and mb.last.data["desc"].dtype == torch.float32
+    pa = {tuple(p) for p in np.concatenate([ra.points0, ra.points1], 1).tolist()}
+    pb = {tuple(p) for p in np.concatenate([rb.points0, rb.points1], 1).tolist()}
+    assert len(pa & pb) >= 0.6 * len(pa), (len(pa), len(pb), len(pa & pb))

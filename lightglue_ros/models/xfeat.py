@@ -147,8 +147,10 @@ def fine_matcher_mlp() -> nn.Sequential:
 def sample_at(fmap: torch.Tensor, kpts: torch.Tensor, h: int, w: int, mode: str) -> torch.Tensor:
     """Values [N, C] of a map [1, C, h', w'] at keypoints [N, 2] (x, y pixels of an h x w image)."""
     scale = torch.tensor([w - 1, h - 1], device=kpts.device, dtype=torch.float32)
-    grid = (2.0 * (kpts.to(torch.float32) / scale) - 1.0).to(fmap.dtype)
-    out = F.grid_sample(fmap, grid[None, :, None], mode=mode, align_corners=False)  # [1, C, N, 1]
+    grid = 2.0 * (kpts.to(torch.float32) / scale) - 1.0
+    # Always in fp32, also under bf16/fp16 autocast: a bf16 grid addresses a 640-pixel map to ~1 px only.
+    with torch.autocast(fmap.device.type, enabled=False):
+        out = F.grid_sample(fmap.float(), grid[None, :, None], mode=mode, align_corners=False)  # [1, C, N, 1]
     return out[0, :, :, 0].t()
 
 
