@@ -2,11 +2,11 @@
 
 XFeat (Potje, Cadar, Araujo, Martins, Nascimento, "XFeat: Accelerated Features for Lightweight Image Matching",
 CVPR 2024) is a CNN built for CPUs: few channels at high resolution, more only where the map is small. Its parts,
-in the paper's words:
+in the paper's terms:
 
-  1. backbone: the grey image, instance-normalised, goes through six blocks of 3x3 conv + BatchNorm + ReLU layers
-     at 1/2 ... 1/32 resolution (channels 4, 8, 24, 64, 64, 128), with a cheap shortcut (4x4 average pooling + 1x1
-     conv) into the 1/4 block;
+  1. backbone: the grey image, instance-normalised, goes through five blocks of basic layers (3x3 conv +
+     BatchNorm + ReLU) down to 1/4, 1/8, 1/16 and 1/32 resolution (4 -> 8 -> 24, 64, 64, 128 channels), with a
+     cheap shortcut (4x4 average pooling + 1x1 conv) from the image into the 1/4 block;
   2. feature pyramid fusion: the 1/16 and 1/32 maps are upsampled bilinearly to 1/8 and summed with the 1/8 map,
      then two 3x3 layers and a 1x1 conv give the dense 64-D local features F at 1/8 resolution;
   3. descriptor head: F, L2-normalised; a keypoint's descriptor is read from it bicubically and normalised again;
@@ -32,9 +32,13 @@ way, bilinear, which stretches the image a little) and scales the keypoints back
 a smaller image (antialiased resize) and maps the keypoints back to input pixels.
 
 Where this file is faster than the reference on a CPU (same output within float rounding): BatchNorm folded into
-the convs (eval mode), channels-last layout, the grey conversion before any resize (one channel instead of three),
-NMS by separable window maxima instead of ``max_pool2d`` (which also computes indices: a quarter of the reference's
-time at 640x480), no resize when the image already fits.
+the convs (eval mode) with channels-last weights; the keypoint head (1x1 layers only) runs as matmuls on rows of
+cells, its softmax along contiguous rows; NMS by separable window maxima instead of ``max_pool2d`` (which also
+computes indices: a quarter of the reference's time at 640x480); the grey mean and the instance-norm statistics as
+plain adds and one dot product (the strided mean and ``var_mean`` took ~2 ms each); the grey conversion before any
+resize and no resize when the image already fits; the backbone skipped when the heatmap has no keypoint. Measured
+(python -m lightglue_ros.bench_xfeat speed, 1024 keypoints, 2 threads): 17 ms against the reference's 40 ms at
+640x480, 27 against 55 ms at 1226x370.
 
 Input: one image as a float tensor [1,3,H,W] or [1,1,H,W] in [0,1], any H, W; results in pixels of the input.
 """
