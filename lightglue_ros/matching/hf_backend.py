@@ -49,7 +49,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from lightglue_ros.matching.backends import FrameFeatures, FrontEndError, RawMatches
+from lightglue_ros.matching.backends import FrameFeatures, FrontEndError, RawMatches, width_confidence
 
 INSTALL_HINT = "pip install .[hf]"
 TRANSFORMERS_VERSION = "5.23.0"  # the version this backend was written and tested against (requirements/hf.txt)
@@ -203,12 +203,13 @@ class HFBackend:
         """Carry the front end's settings into the model's config before the model is built from it."""
         cfg, thr = self.config, self.config.hf_threshold
         if self.model_type == "lightglue":
-            if (cfg.depth_confidence > 0) != (cfg.width_confidence > 0):
+            width = width_confidence(cfg)
+            if (cfg.depth_confidence > 0) != (width > 0):
                 # transformers 5.23.0's LightGlue fails with only one of them on (UnboundLocalError, empty reshape).
                 raise FrontEndError(f"backend 'hf' (transformers' LightGlue) runs adaptive depth and width both on "
                                     f"or both off, got depth_confidence={cfg.depth_confidence}, "
-                                    f"width_confidence={cfg.width_confidence}")
-            mc.depth_confidence, mc.width_confidence = float(cfg.depth_confidence), float(cfg.width_confidence)
+                                    f"width_confidence={width}")
+            mc.depth_confidence, mc.width_confidence = float(cfg.depth_confidence), float(width)
             mc.keypoint_detector_config.max_keypoints = int(cfg.max_keypoints)
             if thr >= 0:
                 mc.filter_threshold = float(thr)

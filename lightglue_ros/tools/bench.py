@@ -480,7 +480,7 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
 
 
 def backend_config(spec: str, **fields):
-    """``lightglue[:aliked|:dog][:norefine]``, ``orb``, ``sift`` or ``hf:ID_OR_DIR`` -> its FrontEndConfig.
+    """``lightglue[:aliked|:dog][:norefine]``, ``xfeat[:norefine]``, ``orb``, ``sift`` or ``hf:ID_OR_DIR`` -> config.
 
     None when the spec is unknown (``hf`` without its model too).
     """
@@ -491,13 +491,13 @@ def backend_config(spec: str, **fields):
     name, *options = spec.split(":")
     if name == "hf":
         return None  # hf needs its model
-    if name not in BACKENDS or (options and name != "lightglue"):
+    if name not in BACKENDS or (options and name not in ("lightglue", "xfeat")):
         return None
     cfg = FrontEndConfig(backend=name, **fields)
     for opt in options:
         if opt == "norefine":
             cfg = dataclasses.replace(cfg, refine_matches=False)
-        elif opt in DETECTORS:
+        elif opt in DETECTORS and name == "lightglue":
             cfg = dataclasses.replace(cfg, detector=opt)
         else:
             return None

@@ -26,7 +26,7 @@ from lightglue_ros.odometry.runner import FRAME_COLUMNS, match_pair, run_sequenc
 from lightglue_ros.tools.args import positive_int
 
 PROG = "lightglue-ros"
-BACKENDS = ("lightglue", "orb", "sift", "hf")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
+BACKENDS = ("lightglue", "xfeat", "orb", "sift", "hf")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
 DETECTORS = ("aliked", "dog")
 
 
@@ -41,20 +41,27 @@ class _Parser(argparse.ArgumentParser):
 
 def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optional[int] = None) -> None:
     """Add the front-end flags (backend, keypoints, detector, device, precision, confidences, threads) to ``p``."""
-    p.add_argument("--backend", choices=BACKENDS, help="feature backend (default: lightglue = ALIKED + LightGlue)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="feature backend (default: lightglue = ALIKED + LightGlue; xfeat = XFeat + LighterGlue, "
+                        "real time on a CPU)")
     p.add_argument("--max-keypoints", type=positive_int, default=max_keypoints_default, metavar="N",
                    help="keypoints per frame (default 1024)")
     p.add_argument("--detector", choices=DETECTORS,
                    help="lightglue backend's keypoints: aliked (ALIKED's own, default) or dog (OpenCV's DoG: "
                         "more precise poses on easy pairs, slower)")
     p.add_argument("--no-refine", dest="refine_matches", action="store_const", const=False,
-                   help="lightglue backend: keep the matched points where they were detected (no patch alignment)")
+                   help="lightglue / xfeat backends: keep the matched points where they were detected (no patch "
+                        "alignment)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16"), help="network precision (fp16: CUDA only)")
     p.add_argument("--depth-confidence", type=float, metavar="C",
                    help="LightGlue early exit (default 0.95; -1 runs all layers)")
     p.add_argument("--width-confidence", type=float, metavar="C",
-                   help="LightGlue point pruning (default 0.99; -1 disables)")
+                   help="LightGlue point pruning (default: the backend's, lightglue 0.99, xfeat 0.95; "
+                        "-1 disables)")
+    p.add_argument("--xfeat-scale", type=float, metavar="S",
+                   help="xfeat backend: run the network on the image scaled by S (0.25..1, default 1), "
+                        "keypoints mapped back")
     p.add_argument("--hf-model", metavar="ID_OR_DIR",
                    help="hf backend: transformers model, hub id (ETH-CVG/lightglue_superpoint, "
                         "zju-community/efficientloftr) or a saved folder; needs pip install .[hf]")
@@ -68,7 +75,7 @@ _FRONTEND_FLAGS = {"backend": "backend", "max_keypoints": "max_keypoints", "dete
                    "refine_matches": "refine_matches", "device": "device",
                    "precision": "precision", "depth_confidence": "depth_confidence",
                    "width_confidence": "width_confidence", "threads": "num_threads", "hf_model": "hf_model",
-                   "hf_threshold": "hf_threshold"}
+                   "hf_threshold": "hf_threshold", "xfeat_scale": "xfeat_scale"}
 
 
 def frontend_config_from_args(args, base=None):

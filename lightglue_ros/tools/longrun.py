@@ -224,7 +224,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=5000, help="frames to play (default 5000)")
     p.add_argument("--width", type=int, default=160)
     p.add_argument("--height", type=int, default=120)
-    p.add_argument("--backend", default="lightglue", choices=("lightglue", "orb", "sift"))
+    p.add_argument("--backend", default="lightglue", choices=("lightglue", "xfeat", "orb", "sift"))
     p.add_argument("--max-keypoints", type=int, default=256)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads of the node (num_threads)")
     p.add_argument("--sequence", type=int, default=120, help="rendered frames, played back and forth")
