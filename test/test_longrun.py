@@ -31,3 +31,12 @@ def test_memory_growth_and_thread_changes_fail():
     assert not judge(report((300, 400, 480), (300, 400, 480), rss=(600.0, 651.0)), 50)["memory"]
     assert judge(report((300, 400, 480), (300, 400, 480), rss=(600.0, 649.0)), 50)["memory"]
     assert not judge(report((300, 400, 480), (300, 400, 480), threads=(19, 20, 19)), 50)["threads"]
+
+
+def test_realtime_runs_also_judge_dropped_frames():
+    r = report((300, 400, 480), (300, 400, 480))
+    assert "dropped" not in judge(r, 50)  # lock-step drops nothing by construction
+    r.realtime, r.dropped = True, 500  # 10 % of 5000
+    assert judge(r, 50, max_dropped=0.1)["dropped"]
+    r.dropped = 501
+    assert not judge(r, 50, max_dropped=0.1)["dropped"]

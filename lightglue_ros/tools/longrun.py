@@ -9,12 +9,17 @@ own work plus DDS, not queueing. Per frame: latency = the odometry's arrival tim
 on this process's monotonic clock). Every ``--sample-every`` frames the node's resident memory and thread count
 are read with psutil.
 
+``--realtime`` plays like a camera instead: each frame goes out at its time (``--fps`` on the wall clock) whether
+or not the node has finished the last one, so a node slower than the camera drops frames (the node counts them as
+skipped, with the reason). Latency then includes waiting for the node.
+
 Pass criteria (printed, and the exit code: 0 pass, 1 fail, 2 could not run):
 - memory: resident memory after the warm-up grows by less than ``--max-growth-mb`` (50 MB);
 - threads: the thread count stays constant after the warm-up;
 - latency: p50 / p95 / p99 of the last block of frames (1000 at the default length) at most 25 / 50 / 100 % above
   the first block's (a faster last block, e.g. after a slow warm-up, passes). Other load on the machine widens the
-  tails; compare runs on an idle machine.
+  tails; compare runs on an idle machine;
+- dropped (``--realtime`` only): frames without odometry at most ``--max-dropped`` of those sent (10 %).
 
 DDS stays on this host: the shared-memory-only Fast DDS profile and a ROS_DOMAIN_ID of its own; the player, the
 launcher and the listener are `harness`'s, shared with the demo and the node tests.
@@ -79,6 +84,9 @@ class Report:
     blocks: List[Block] = field(default_factory=list)
     samples: List[Sample] = field(default_factory=list)
     checks: Dict[str, bool] = field(default_factory=dict)
+    realtime: bool = False
+    fps: float = 0.0
+    dropped: int = 0  # frames sent that got no odometry
 
 
 def percentiles(values_ms: Sequence[float]) -> Tuple[float, float, float]:
@@ -100,19 +108,22 @@ def make_blocks(latency_ms: Dict[int, float], samples: List[Sample], frames: int
     return blocks
 
 
-def judge(report: Report, max_growth_mb: float) -> Dict[str, bool]:
+def judge(report: Report, max_growth_mb: float, max_dropped: float = 0.1) -> Dict[str, bool]:
     first, last = report.blocks[0], report.blocks[-1]
     # One-sided: degradation is what a long run must not show; getting faster (warm caches) is fine.
     latency_ok = all(
         np.isfinite(getattr(first, f"{k}_ms")) and np.isfinite(getattr(last, f"{k}_ms"))
         and getattr(last, f"{k}_ms") <= (1.0 + tol) * getattr(first, f"{k}_ms")
         for k, tol in LATENCY_TOLERANCE.items())
-    return {"memory": bool(report.rss_max_after_warm_mb - report.rss_warm_mb < max_growth_mb),
-            "threads": len(set(report.threads_after_warm)) == 1, "latency": bool(latency_ok)}
+    checks = {"memory": bool(report.rss_max_after_warm_mb - report.rss_warm_mb < max_growth_mb),
+              "threads": len(set(report.threads_after_warm)) == 1, "latency": bool(latency_ok)}
+    if report.realtime:
+        checks["dropped"] = report.dropped <= max_dropped * report.frames
+    return checks
 
 
 def summarise(report: Report, samples: List[Sample], latency_ms: Dict[int, float], block: int,
-              max_growth_mb: float) -> Report:
+              max_growth_mb: float, max_dropped: float = 0.1) -> Report:
     report.samples = samples
     warm = [s for s in samples if s.frame >= report.warmup]
     if warm:
@@ -121,7 +132,8 @@ def summarise(report: Report, samples: List[Sample], latency_ms: Dict[int, float
         report.growth_mb = report.rss_end_mb - report.rss_warm_mb
         report.threads_after_warm = sorted({s.threads for s in warm})
     report.blocks = make_blocks(latency_ms, samples, report.frames, block)
-    report.checks = judge(report, max_growth_mb)
+    report.dropped = report.frames - len(latency_ms)
+    report.checks = judge(report, max_growth_mb, max_dropped)
     return report
 
 
@@ -129,7 +141,8 @@ def table(report: Report) -> List[str]:
     r = report
     lines = [f"long run: {r.frames} frames {r.width}x{r.height}, backend {r.backend} ({r.max_keypoints} keypoints, "
              f"{r.torch_threads} torch thread{'s' if r.torch_threads != 1 else ''}), a {r.sequence}-frame sequence "
-             f"back and forth, {r.seconds:.0f} s ({r.frames / max(r.seconds, 1e-9):.1f} frames/s)",
+             f"back and forth, {r.seconds:.0f} s ({r.frames / max(r.seconds, 1e-9):.1f} frames/s"
+             + (f", played in real time at {r.fps:g} Hz" if r.realtime else ", lock-step") + ")",
              f"outcomes: {', '.join(f'{k} {v}' for k, v in r.outcomes.items())}",
              "",
              f"{'frames':>13}  {'with odom':>9}  {'p50 ms':>7}  {'p95 ms':>7}  {'p99 ms':>7}  {'RSS MB':>7}  "
@@ -147,6 +160,9 @@ def table(report: Report) -> List[str]:
               f"{verdict[r.checks['threads']]}",
               f"latency  first vs last block: p50 {first.p50_ms:.1f} / {last.p50_ms:.1f} ms, p95 {first.p95_ms:.1f} / "
               f"{last.p95_ms:.1f} ms, p99 {first.p99_ms:.1f} / {last.p99_ms:.1f} ms -> {verdict[r.checks['latency']]}"]
+    if r.realtime:
+        lines.append(f"dropped  {r.dropped} of {r.frames} frames without odometry ({r.dropped / max(r.frames, 1):.1%})"
+                     f" -> {verdict[r.checks['dropped']]}")
     return lines
 
 
@@ -182,6 +198,36 @@ def sample(proc: NodeProcess, frame: int, t0: float) -> Sample:
 
     p = psutil.Process(proc.proc.pid)
     return Sample(frame, time.monotonic() - t0, p.memory_info().rss / 2**20, p.num_threads())
+
+
+def play_realtime(args, player: Player, collector: Collector, proc: NodeProcess,
+                  seq: PingPong) -> Tuple[Dict[int, float], List[Sample], float]:
+    """Every frame at its time on the wall clock, as a camera; (latency ms by frame, memory samples, seconds)."""
+    sent: Dict[int, float] = {}
+    samples: List[Sample] = []
+    t0 = time.monotonic()
+    for i in range(args.frames):
+        msgs = player.messages(seq[i], stamp=STAMP0 + i / args.fps)  # built before its send time
+        delay = t0 + i / args.fps - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        sent[i] = player.send(msgs)
+        if i % args.sample_every == 0:
+            samples.append(sample(proc, i, t0))
+        if not proc.alive():
+            raise RuntimeError(f"matcher_node exited with {proc.proc.returncode} at frame {i}")
+        if (i + 1) % args.progress_every == 0:
+            got = sum(collector.has_odom(STAMP0 + k / args.fps) for k in range(i + 1))
+            print(f"frame {i + 1:6d}/{args.frames}  {got} with odometry  RSS {samples[-1].rss_mb:7.1f} MB", flush=True)
+    # Every frame gets an outcome: odometry, or a skip / failure in the node's counts.
+    collector.wait(lambda: collector.outcomes() >= args.frames, args.frame_timeout)
+    seconds = time.monotonic() - t0
+    latency = {}
+    for i, t in sent.items():
+        arrival = collector.odom_arrival(STAMP0 + i / args.fps)
+        if arrival is not None:
+            latency[i] = (arrival - t) * 1e3
+    return latency, samples, seconds
 
 
 def play(args, player: Player, collector: Collector, proc: NodeProcess,
@@ -235,6 +281,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--sample-every", type=int, default=50, help="frames between memory/thread samples")
     p.add_argument("--progress-every", type=int, default=250)
     p.add_argument("--max-growth-mb", type=float, default=50.0)
+    p.add_argument("--realtime", action="store_true",
+                   help="play at --fps on the wall clock without waiting for the node (a camera); judge drops")
+    p.add_argument("--max-dropped", type=float, default=0.1,
+                   help="--realtime: largest share of frames without odometry that passes (default 0.1)")
     p.add_argument("--frame-timeout", type=float, default=60.0)
     p.add_argument("--domain-id", type=int, default=0, help="ROS_DOMAIN_ID (0 = pick one from the pid)")
     p.add_argument("--log", type=Path, default=None, help="matcher_node log file (default: a temporary file)")
@@ -274,14 +324,14 @@ def run(args) -> Report:
         if not proc.alive():
             raise RuntimeError(f"matcher_node exited with {proc.proc.returncode} before the first frame")
         time.sleep(0.5)  # both ends finish matching their endpoints
-        latency, samples, seconds = play(args, player, collector, proc, seq)
+        latency, samples, seconds = (play_realtime if args.realtime else play)(args, player, collector, proc, seq)
         report = Report(args.frames, args.width, args.height, args.backend, args.max_keypoints, args.threads,
-                        args.sequence, args.warmup, seconds)
+                        args.sequence, args.warmup, seconds, realtime=args.realtime, fps=args.fps)
         d = collector.diagnostics_values()
         report.outcomes = {k: _count(d, k) for k in ("processed", "skipped", "failed")}
         report.outcomes.update({k: _count(d, k) for k in sorted(d)
                                 if k.startswith(("skipped.", "failed.", "reset.", "event."))})
-        return summarise(report, samples, latency, args.block, args.max_growth_mb)
+        return summarise(report, samples, latency, args.block, args.max_growth_mb, args.max_dropped)
     finally:
         code = proc.stop(timeout=20.0)
         if code != 0:
