@@ -413,6 +413,22 @@ def test_cli_flags_build_the_backend(lg_dir):
     assert backend_config("hf") is None
 
 
+def test_bench_frontend_times_an_hf_row(lg_dir, tmp_path, capsys):
+    """bench frontend --backends hf:DIR: a transformers matcher row through our FrontEnd, beside ORB."""
+    import json
+
+    from lightglue_ros.tools import cli
+
+    js = tmp_path / "b.json"
+    rc = cli.main(["bench", "frontend", "synthetic:frames=3,width=160,height=128", "--runs", "1", "--device", "cpu",
+                   "--max-keypoints", "64", "--threads", "1", "--backends", f"hf:{lg_dir},orb", "--json", str(js)])
+    assert rc == 0, capsys.readouterr().err
+    rows = {r["name"]: r for r in json.loads(js.read_text())["rows"]}
+    assert set(rows) == {f"hf:{lg_dir}", "orb"}
+    assert rows[f"hf:{lg_dir}"]["samples"] == 2 and rows[f"hf:{lg_dir}"]["total_ms"] > 0
+    assert rows[f"hf:{lg_dir}"]["stop_layer"] is not None  # transformers' LightGlue reports its layers
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Real weights, where downloaded
 # ---------------------------------------------------------------------------------------------------------------
