@@ -28,7 +28,7 @@ def make(backend, lightglue_frontend, **kw):
     return FrontEnd(backend_config(backend, device="cpu", **SMALL, **kw))  # lightglue:dog = DoG keypoints
 
 
-@pytest.mark.parametrize("backend", ["lightglue", "lightglue:dog", "orb", "sift"])
+@pytest.mark.parametrize("backend", ["lightglue", "lightglue:dog", "xfeat", "orb", "sift"])
 def test_track_ids_follow_ground_truth(frames, lightglue_frontend, backend):
     """A point matched through consecutive frames keeps its id, and the id follows the true 3D point."""
     fe = make(backend, lightglue_frontend)
@@ -72,7 +72,7 @@ def test_reference_is_kept_until_promoted(frames, lightglue_frontend):
     assert len(np.intersect1d(ids_before, r.track_ids)) > 20
 
 
-@pytest.mark.parametrize("backend", ["lightglue", "orb"])
+@pytest.mark.parametrize("backend", ["lightglue", "xfeat", "orb"])
 def test_bad_input_never_raises(frames, lightglue_frontend, backend):
     fe = make(backend, lightglue_frontend)
     img = frames[0].image
@@ -110,7 +110,7 @@ def test_size_change_restarts_from_new_size(frames, lightglue_frontend):
     assert fe.track(np.ascontiguousarray(frames[3].image[::2, ::2])).ok
 
 
-@pytest.mark.parametrize("backend", ["lightglue", "orb"])
+@pytest.mark.parametrize("backend", ["lightglue", "xfeat", "orb"])
 def test_masks_keep_points_out(frames, lightglue_frontend, backend):
     fe = make(backend, lightglue_frontend)
     h, w = frames[0].image.shape[:2]
