@@ -393,6 +393,32 @@ INVALID = (({"qos": "fast"}, "qos"), ({"sync_slop": 5.0}, "sync_slop"),
            ({"camera_to_base": [0.0, 0.0, 0.0]}, "camera_to_base"), ({"max_keypoints": "many"}, "max_keypoints"))
 
 
+XFEAT_FRAMES = 15
+
+
+def test_xfeat_backend_runs_in_the_node(tmp_path_factory):
+    """backend: xfeat through real topics: every frame gets odometry and diagnostics name the backend."""
+    ros = nt.RosSide(nt.domain_id_for(__name__ + ":xfeat"))
+    frames = nt.synthetic_frames(XFEAT_FRAMES, 320, 240, depth=False)
+    proc = _start(ros, tmp_path_factory, dict(FAST, backend="xfeat"))
+    try:
+        collector, player = nt.Collector(ros), nt.Player(ros)
+        assert player.wait_subscribed(20), proc.output()
+        time.sleep(0.5)
+        sent = nt.play(player, collector, frames)
+        d = _settle(collector, XFEAT_FRAMES)
+        assert d["backend"] == "xfeat" and d["failed"] == 0, (d, proc.output())
+        assert d["processed"] >= XFEAT_FRAMES - 1 and d["stop_layer_mean"] >= 1
+        nt.wait_for(lambda: len(collector.odom) >= d["processed"], 5)
+        est, gt, _ = _gt_and_est(Run(proc, collector, player, frames, sent))
+        assert len(est) >= XFEAT_FRAMES - 3
+        ate, _ = nt.ate_sim3(est, gt)
+        assert ate < 0.05 * nt.path_length(gt), ate
+    finally:
+        proc.kill()
+        ros.close()
+
+
 def test_invalid_parameters_fail_at_start_with_a_clear_error(tmp_path):
     # Started together: each start pays the torch import, the checks run before any model loads.
     procs = [nt.start_matcher(DOMAIN, params=p, log_dir=tmp_path / str(i)) for i, (p, _) in enumerate(INVALID)]
