@@ -28,7 +28,7 @@ def score_colours(scores: np.ndarray) -> np.ndarray:
 
 
 def spread_subset(points: np.ndarray, scores: np.ndarray, k: int, size: tuple[int, int]) -> np.ndarray:
-    """Indices of at most ``k`` points spread over an image of ``size`` (w, h), the best-scored first.
+    """Return the indices of at most ``k`` points spread over an image of ``size`` (w, h), the best-scored first.
 
     The image is cut into about ``k`` square cells; the best match of every cell comes first (by score), then the
     second best of every cell, and so on: a cluster of matches cannot hide the rest of the image.
@@ -54,7 +54,7 @@ def spread_subset(points: np.ndarray, scores: np.ndarray, k: int, size: tuple[in
 
 def draw_matches(image0: np.ndarray, image1: np.ndarray, points0: np.ndarray, points1: np.ndarray,
                  scores: np.ndarray, text: str, max_lines: int = 60) -> np.ndarray:
-    """Reference | current side by side (RGB uint8), a caption above and a legend below.
+    """Draw reference | current side by side (RGB uint8), a caption above and a legend below.
 
     The images are shown in dimmed grey so that the matches stand out of any texture. At most ``max_lines``
     matches, spread over the current image (`spread_subset`), get a thin line and ringed endpoints; the others are

@@ -26,7 +26,7 @@ class Resized:
 
 
 def scale_camera(camera: Camera, sx: float, sy: float) -> Camera:
-    """The same camera seen in an image resized by (sx, sy): pixel centres stay pixel centres."""
+    """Return the same camera seen in an image resized by (sx, sy): pixel centres stay pixel centres."""
     K = np.array(camera.K, np.float64)
     K[0, 0] *= sx
     K[1, 1] *= sy

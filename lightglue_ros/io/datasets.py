@@ -142,7 +142,7 @@ class SyntheticSequence(FrameSequence):
 
 def synthetic_sequence(config: Optional[SyntheticConfig] = None, *, stride: int = 1,
                        max_frames: Optional[int] = None) -> FrameSequence:
-    """The synthetic scene along its trajectory (see `lightglue_ros.io.synthetic`)."""
+    """Return the synthetic scene along its trajectory (see `lightglue_ros.io.synthetic`)."""
     return SyntheticSequence(config or SyntheticConfig(), stride, max_frames)
 
 
@@ -210,7 +210,7 @@ def read_yaml(path: Path) -> dict:
 
 
 def _numbers(value) -> list[float]:
-    """A YAML list, or a {data: [...]} matrix (ROS / OpenCV), as floats."""
+    """Read a YAML list, or a {data: [...]} matrix (ROS / OpenCV), as floats."""
     if isinstance(value, dict):
         value = value.get("data", [])
     return [float(v) for v in (value or [])]
@@ -264,7 +264,7 @@ def read_intrinsics(path: Path) -> tuple[Camera, Optional[float]]:
 
 
 def parse_intrinsics(spec) -> tuple[Camera, Optional[float]]:
-    """The ``intrinsics=`` argument -> (Camera, depth_scale or None).
+    """Parse the ``intrinsics=`` argument -> (Camera, depth_scale or None).
 
     A calibration file, ``"fx fy cx cy"`` (spaces or commas), a sequence of those 4 numbers, or a `Camera`
     (width/height 0 = taken from the images).
@@ -339,6 +339,7 @@ def pose_from_tum(values) -> np.ndarray:
 
 
 def pose_from_kitti(values) -> np.ndarray:
+    """Turn a KITTI pose row (12 numbers: the 3x4 ``[R | t]``, row-major) into a 4x4."""
     T = np.eye(4)
     T[:3, :] = np.asarray(values, float).reshape(3, 4)
     return T
@@ -393,7 +394,7 @@ def _nearest(stamps: list[float], times: np.ndarray, max_dt: float) -> list[Opti
 
 # ---------------------------------------------------------------------------------------------------- images
 def to_rgb(img: np.ndarray) -> np.ndarray:
-    """OpenCV BGR(A) -> RGB; 16-bit colour -> 8-bit; mono stays HxW (8 or 16 bit)."""
+    """Convert OpenCV BGR(A) -> RGB; 16-bit colour -> 8-bit; mono stays HxW (8 or 16 bit)."""
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:
@@ -429,6 +430,7 @@ def _natural_key(path: Path):
 
 
 def list_images(folder: Path) -> list[Path]:
+    """List the image files of ``folder`` (by `IMAGE_EXTENSIONS`), in natural order: 2.png before 10.png."""
     return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
                   key=_natural_key)
 
@@ -533,7 +535,7 @@ def _open_tum(folder: Path, use_depth: bool, intrinsics: Optional[IntrinsicsSpec
 
 
 def _tum_default_camera(folder: Path) -> Camera:
-    """TUM's calibration for the freiburg camera named in the folder path (fr1/fr2/fr3 or freiburg1/2/3)."""
+    """Return TUM's calibration for the freiburg camera named in the folder path (fr1/fr2/fr3 or freiburg1/2/3)."""
     found = re.search(r"(?<![a-z])(?:freiburg|fr)([123])(?!\d)", folder.resolve().name.lower())
     if found:
         fx, fy, cx, cy, D = TUM_CAMERAS["freiburg" + found.group(1)]
@@ -583,7 +585,7 @@ def _kitti_projection(calib: Path, key: str) -> np.ndarray:
 
 
 def _euroc_root(path: Path) -> Optional[Path]:
-    """The folder that holds ``mav0/``, given the sequence folder, ``mav0`` itself or a ``mav0/camN`` folder."""
+    """Find the folder that holds ``mav0/``, given the sequence folder, ``mav0`` itself or a ``mav0/camN`` folder."""
     root = path.parent.parent if path.parent.name == "mav0" else path.parent if path.name == "mav0" else path
     has_cam = any((root / "mav0" / c / "data.csv").is_file() for c in ("cam0", "cam1"))
     return root if has_cam else None
@@ -709,13 +711,13 @@ INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 
 def _stamp(msg, fallback_ns: int) -> float:
-    """The header stamp, or the bag's receive time when the header has none."""
+    """Return the header stamp, or the bag's receive time when the header has none."""
     s = msg.header.stamp
     return stamp_to_sec(s) if (s.sec or s.nanosec) else fallback_ns * 1e-9
 
 
 def _camera(msg, where: str) -> Camera:
-    """CameraInfo -> Camera through the node's decoder; a refused one is a DatasetError that names the topic."""
+    """Decode CameraInfo -> Camera through the node's decoder; a refused one is a DatasetError that names the topic."""
     try:
         return camera_from_msg(msg)
     except ConversionError as err:
@@ -864,7 +866,7 @@ class BagSequence(FrameSequence):
             yield self._with_depth(pending.popleft(), depths)
 
     def _ready(self, frame: Frame, depths: deque, waiting: int) -> bool:
-        """A frame can go once no later depth message could be nearer to it."""
+        """Tell whether a frame can go: no later depth message could be nearer to it."""
         if self.depth_topic is None or frame.image is None or waiting > 32:
             return True
         return bool(depths) and depths[-1][0] > frame.stamp + PAIR_TOLERANCE_S
@@ -920,7 +922,10 @@ def detect_layout(path: Path) -> str:
 
 
 def _bag_path(path: Path) -> Path:
-    """What rosbags opens: the bag folder (with metadata.yaml), or the one storage file of a folder without it."""
+    """Return the path rosbags opens.
+
+    The bag folder (with metadata.yaml), or the one storage file of a folder without it.
+    """
     if path.name == "metadata.yaml":
         return path.parent
     if path.is_dir() and not (path / "metadata.yaml").is_file():

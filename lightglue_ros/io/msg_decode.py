@@ -134,7 +134,7 @@ MASK_ENCODINGS = ("mono8", "8UC1")
 
 
 def _buffer(data) -> np.ndarray:
-    """The ``data`` field as a flat uint8 array, without copying where the field already is a buffer."""
+    """Return the ``data`` field as a flat uint8 array, without copying where the field already is a buffer."""
     if isinstance(data, np.ndarray):
         return np.ascontiguousarray(data).view(np.uint8).reshape(-1)
     if isinstance(data, (bytes, bytearray, memoryview, array.array)):
@@ -143,7 +143,7 @@ def _buffer(data) -> np.ndarray:
 
 
 def _raw_pixels(msg: ImageFields, allowed: Sequence[str]) -> np.ndarray:
-    """The pixels of an Image as stored (HxW or HxWxC, native byte order), after validating the layout."""
+    """Return the pixels of an Image as stored (HxW or HxWxC, native byte order), after validating the layout."""
     enc = ENCODINGS.get(msg.encoding) if msg.encoding in allowed else None
     if enc is None:
         raise ConversionError(ConversionReason.UNKNOWN_ENCODING, f"{msg.encoding!r} (accepted: {', '.join(allowed)})")
@@ -199,7 +199,7 @@ def _imdecode(buf: np.ndarray, fmt: str) -> np.ndarray:
 
 
 def compressed_to_numpy(msg: CompressedFields) -> np.ndarray:
-    """CompressedImage (jpeg / png) -> HxW mono (uint8 or uint16) or HxWx3 RGB uint8."""
+    """Decode a CompressedImage (jpeg / png) -> HxW mono (uint8 or uint16) or HxWx3 RGB uint8."""
     pixels = _imdecode(_buffer(msg.data), msg.format)
     if pixels.ndim == 3:  # OpenCV decodes to BGR(A); colour images are 8-bit downstream (like image files)
         if pixels.dtype == np.uint16:
@@ -265,14 +265,14 @@ DISTORTION_ALIASES = {"": "none", "pinhole": "none", "radial_tangential": "radta
 
 
 def distortion_model_name(name: Optional[str]) -> Optional[str]:
-    """A distortion model name of ROS, Kalibr or EuRoC -> one of `DISTORTION_MODELS`, or None when unknown."""
+    """Map a distortion model name of ROS, Kalibr or EuRoC -> one of `DISTORTION_MODELS`, or None when unknown."""
     key = (name or "").strip().lower().replace("-", "_")
     key = DISTORTION_ALIASES.get(key, key)
     return key if key in DISTORTION_MODELS else None
 
 
 def camera_from_msg(msg: CameraInfoFields) -> Camera:
-    """CameraInfo -> Camera, validated; each problem has its own `ConversionReason`.
+    """Convert CameraInfo -> Camera, validated; each problem has its own `ConversionReason`.
 
     Reasons: ``bad_camera_info_size`` (zero width or height), ``bad_camera_info_k`` (K not 9 finite numbers, a
     focal length not positive, last row not 0 0 1: an unset K is all zeros), ``bad_camera_info_unknown_model`` (a

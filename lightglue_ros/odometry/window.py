@@ -41,7 +41,7 @@ class KeyframeWindow:
 
     def add(self, T_w_kf: np.ndarray, cov: np.ndarray, ids: np.ndarray, p_prev: np.ndarray, p_cur: np.ndarray,
             map_ids: np.ndarray, map_xyz_kf: np.ndarray) -> None:
-        """A new keyframe: ``ids`` matched at ``p_prev`` in the previous keyframe and ``p_cur`` in this one.
+        """Add a new keyframe: ``ids`` matched at ``p_prev`` in the previous keyframe and ``p_cur`` in this one.
 
         ``map_ids``/``map_xyz_kf``: the new keyframe's landmarks (its own frame), the points' initial guesses.
         """

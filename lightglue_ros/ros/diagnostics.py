@@ -128,7 +128,7 @@ class CauseLog:
 
 
 def diagnostics_status(counters: OutcomeCounters, dt: float, fallback_device: str) -> DiagnosticStatus:
-    """The node's DiagnosticStatus for the ``dt`` seconds since the last one (starts a new counting period).
+    """Build the node's DiagnosticStatus for the ``dt`` seconds since the last one (starts a new counting period).
 
     Values: totals since start (received, processed, skipped, failed, dropped, keyframes, matches_images), means
     over the period (rates, timings, stop layer, matches, inliers), the state, and every ``<outcome>.<reason>``,
@@ -170,7 +170,7 @@ def health(state: str, w, dt: float) -> Tuple[bytes, str]:
 
 
 def _stamp_text(t: float) -> str:
-    """A stamp with all its nanoseconds (diagnostics values are text)."""
+    """Format a stamp with all its nanoseconds (diagnostics values are text)."""
     return f"{t:.9f}" if math.isfinite(t) else "none"
 
 

@@ -33,7 +33,7 @@ def _bytes(data) -> array.array:
 
 
 def numpy_to_image(pixels: np.ndarray, encoding: str = "rgb8", header: Optional[Header] = None) -> Image:
-    """HxW / HxWx3 RGB array -> Image in ``encoding`` (reorders RGB into bgr/rgba/bgra as asked)."""
+    """Convert an HxW / HxWx3 RGB array -> Image in ``encoding`` (reorders RGB into bgr/rgba/bgra as asked)."""
     enc = ENCODINGS.get(encoding)
     if enc is None:
         raise ConversionError(ConversionReason.UNKNOWN_ENCODING, repr(encoding))
@@ -112,7 +112,7 @@ def odometry_msg(T_odom_base: np.ndarray, pose_cov: np.ndarray, twist: np.ndarra
 
 
 def transform_stamped(T_parent_child: np.ndarray, stamp: Time, parent: str, child: str) -> TransformStamped:
-    """The TF a broadcaster sends for ``parent -> child`` (the pose of child in parent)."""
+    """Build the TF a broadcaster sends for ``parent -> child`` (the pose of child in parent)."""
     msg = TransformStamped()
     msg.header.stamp = stamp
     msg.header.frame_id = parent
@@ -125,7 +125,7 @@ def transform_stamped(T_parent_child: np.ndarray, stamp: Time, parent: str, chil
 
 
 def pose_stamped(T: np.ndarray, stamp: Time, frame: str) -> PoseStamped:
-    """A 4x4 pose -> geometry_msgs/PoseStamped in ``frame``."""
+    """Convert a 4x4 pose -> geometry_msgs/PoseStamped in ``frame``."""
     msg = PoseStamped()
     msg.header.stamp = stamp
     msg.header.frame_id = frame
@@ -161,7 +161,7 @@ MATCH_FIELDS = (("track_id", "<u4"), ("u0", "<f4"), ("v0", "<f4"), ("u1", "<f4")
 
 
 def match_dtype(with_xyz: bool) -> np.dtype:
-    """The structured dtype of the ``matches`` cloud (see MATCH_FIELDS), with or without x y z."""
+    """Return the structured dtype of the ``matches`` cloud (see MATCH_FIELDS), with or without x y z."""
     return np.dtype(list(XYZ_FIELDS + MATCH_FIELDS) if with_xyz else list(MATCH_FIELDS))
 
 

@@ -97,6 +97,11 @@ PIPELINE_RESETS = ("frame size changed", "time jumped backwards")
 
 
 def input_qos(settings: NodeSettings) -> QoSProfile:
+    """Return the QoS of the input subscriptions (camera_info, image, depth, mask) for the ``qos`` parameter.
+
+    ``sensor_data``: the best-effort, volatile sensor-data profile, keeping the last ``queue_size`` messages;
+    otherwise reliable, depth ``queue_size``.
+    """
     if settings.qos == "sensor_data":
         qos = QoSProfile(depth=settings.queue_size)
         qos.reliability = qos_profile_sensor_data.reliability

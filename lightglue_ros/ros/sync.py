@@ -36,7 +36,7 @@ class CameraInfos:
             self._msgs.append(msg)
 
     def camera_for(self, stamp: float) -> Optional[Camera]:
-        """The Camera for an image stamp; None before any CameraInfo; raises ConversionError for a bad one."""
+        """Return the Camera for an image stamp; None before any CameraInfo; raises ConversionError for a bad one."""
         with self._lock:
             msgs = list(self._msgs)
         if not msgs:

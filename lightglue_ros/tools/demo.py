@@ -30,6 +30,8 @@ from lightglue_ros.tools.harness import (STAMP0, Collector, NodeProcess, Player,
 # ------------------------------------------------------------------------------------------------ results
 @dataclass
 class Summary:
+    """The numbers of one demo run (summary.json): outcomes, matcher statistics, accuracy."""
+
     frames: int = 0
     seconds: float = 0.0
     frames_per_s: float = 0.0
@@ -66,6 +68,7 @@ class Summary:
 
 # ------------------------------------------------------------------------------------------------ the run
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the demo's command line (``--help`` lists the options); refuse a run too small to judge."""
     p = argparse.ArgumentParser(prog="python -m lightglue_ros.tools.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (created)")
     p.add_argument("--frames", type=int, default=120, help="frames of the synthetic sequence")
@@ -83,7 +86,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def node_params(args) -> Dict[str, object]:
-    """The node's parameters for this demo: small, quick diagnostics for lock-step play, no TF."""
+    """Return the node's parameters for this demo: small, quick diagnostics for lock-step play, no TF."""
     return {"max_keypoints": args.max_keypoints, "diagnostics_period": 0.25, "use_depth": args.rgbd,
             "publish_tf": False}
 
@@ -148,7 +151,10 @@ def _weighted(diags: List[Dict[str, str]], key: str) -> float:
 
 def summarise(args, collector: Collector, sent: int, seconds: float, gt: Dict[float, np.ndarray],
               out: Path) -> Summary:
-    """The numbers of the run; writes estimate.tum, groundtruth.tum and trajectory.png when there is a trajectory."""
+    """Return the numbers of the run.
+
+    Writes estimate.tum, groundtruth.tum and trajectory.png when there is a trajectory.
+    """
     from lightglue_ros.core.lie import transform_from_xyzq
     from lightglue_ros.eval import metrics as ev
     from lightglue_ros.eval.viz import plot_topdown
@@ -188,7 +194,7 @@ def summarise(args, collector: Collector, sent: int, seconds: float, gt: Dict[fl
 
 
 def save_match_image(collector: Collector, out: Path) -> bool:
-    """The first matches/image received -> out/matches.png."""
+    """Save the first matches/image received -> out/matches.png."""
     import cv2
 
     from lightglue_ros.io.msg_decode import image_to_numpy

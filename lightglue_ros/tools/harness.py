@@ -40,7 +40,10 @@ STAMP0 = 1000.0
 
 # ------------------------------------------------------------------------------------------------ environment
 def shm_profile() -> Optional[Path]:
-    """The SHM-only Fast DDS profile: the source tree's, else the installed share copy; None when neither exists."""
+    """Find the SHM-only Fast DDS profile.
+
+    The source tree's, else the installed share copy; None when neither exists.
+    """
     candidates = [Path(__file__).resolve().parents[2] / "config" / "fastdds_shm_only.xml",
                   Path(sys.prefix) / "share" / PACKAGE / "config" / "fastdds_shm_only.xml"]
     try:
@@ -80,7 +83,7 @@ from lightglue_ros.ros.msgs import (camera_info_msg, numpy_to_compressed, numpy_
 
 
 def ros_env(domain_id: int, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The environment of a node process: DDS on shared memory only, on ``domain_id``."""
+    """Return the environment of a node process: DDS on shared memory only, on ``domain_id``."""
     env = dict(os.environ if base is None else base)
     env.update(FASTDDS_DEFAULT_PROFILES_FILE=str(_profile_or_raise()), ROS_DOMAIN_ID=str(domain_id),
                RMW_IMPLEMENTATION=env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"), PYTHONUNBUFFERED="1")
@@ -89,7 +92,7 @@ def ros_env(domain_id: int, base: Optional[Dict[str, str]] = None) -> Dict[str, 
 
 
 def domain_id_for(name: str) -> int:
-    """A ROS_DOMAIN_ID for one user (a test module, a tool run), stable per (name, pid).
+    """Pick a ROS_DOMAIN_ID for one user (a test module, a tool run), stable per (name, pid).
 
     Concurrent runs rarely share one. Fast DDS accepts 0..232; 0 (the default) and the tests' conftest fallback
     (73) are avoided.
@@ -100,7 +103,10 @@ def domain_id_for(name: str) -> int:
 
 
 def matcher_command() -> List[str]:
-    """This interpreter's ``matcher_node`` console script; ``LIGHTGLUE_ROS_NODE_CMD`` (shell words) overrides it."""
+    """Return the command of this interpreter's ``matcher_node`` console script.
+
+    ``LIGHTGLUE_ROS_NODE_CMD`` (shell words) overrides it.
+    """
     override = os.environ.get("LIGHTGLUE_ROS_NODE_CMD")
     if override:
         return override.split()
@@ -109,7 +115,7 @@ def matcher_command() -> List[str]:
 
 
 def ros_value(value) -> str:
-    """A Python value as a ``-p name:=value`` literal (YAML); floats keep their decimal point."""
+    """Write a Python value as a ``-p name:=value`` literal (YAML); floats keep their decimal point."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -149,7 +155,7 @@ class NodeProcess:
             return ""
 
     def alive(self) -> bool:
-        """The process has not exited."""
+        """Tell whether the process is still running (has not exited)."""
         return self.proc.poll() is None
 
     def send_signal(self, sig: int) -> None:
@@ -277,7 +283,7 @@ class RosSide:
         return [r.successful for r in res.results]
 
     def describe(self, names: Sequence[str], node_name: str = NODE_NAME, namespace: str = "") -> Dict[str, object]:
-        """ParameterDescriptors of a running node, by name."""
+        """Fetch the ParameterDescriptors of a running node, by name."""
         from rcl_interfaces.srv import DescribeParameters
 
         req = DescribeParameters.Request(names=list(names))
@@ -320,11 +326,11 @@ class Player:
         self.mask_pub = n.create_publisher(Image, f"{namespace}/mask", qos)
 
     def header(self, stamp: float) -> Header:
-        """A header of this camera at ``stamp`` seconds."""
+        """Make a header of this camera at ``stamp`` seconds."""
         return Header(stamp=sec_to_stamp(stamp), frame_id=self.frame_id)
 
     def subscribed(self, depth: bool = False) -> bool:
-        """The node subscribes to the image and camera_info (and depth) topics."""
+        """Tell whether the node subscribes to the image and camera_info (and depth) topics."""
         pubs = [self.image_pub, self.info_pub] + ([self.depth_pub] if depth else [])
         return all(p.get_subscription_count() > 0 for p in pubs)
 
@@ -336,7 +342,7 @@ class Player:
 
     def messages(self, frame: Frame, encoding: str = "rgb8", with_depth: bool = False,
                  depth_encoding: str = "32FC1", stamp: Optional[float] = None) -> FrameMessages:
-        """The messages of one frame, stamped ``STAMP0 + frame.stamp`` unless ``stamp`` is given."""
+        """Build the messages of one frame, stamped ``STAMP0 + frame.stamp`` unless ``stamp`` is given."""
         t = STAMP0 + frame.stamp if stamp is None else stamp
         header = self.header(t)
         depth = None
@@ -470,7 +476,7 @@ class Collector:
             return self.odom_arrivals.get((t.sec, t.nanosec))
 
     def has_odom(self, stamp: float) -> bool:
-        """An odometry message with exactly this stamp arrived."""
+        """Tell whether an odometry message with exactly this stamp arrived."""
         return self.odom_arrival(stamp) is not None
 
     def diagnostics_history(self) -> List[Dict[str, object]]:
@@ -501,7 +507,7 @@ def _status_values(status) -> Dict[str, object]:
 
 
 def number(text: str):
-    """A diagnostics value: int, else float, else the text."""
+    """Parse a diagnostics value: int, else float, else the text."""
     for kind in (int, float):
         try:
             return kind(text)

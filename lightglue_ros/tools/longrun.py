@@ -46,6 +46,8 @@ LATENCY_TOLERANCE = {"p50": 0.25, "p95": 0.5, "p99": 1.0}  # last block vs first
 # ------------------------------------------------------------------------------------------------ results
 @dataclass
 class Sample:
+    """One reading of the node process: frames finished, seconds since the start, resident memory, threads."""
+
     frame: int  # frames finished when sampled
     seconds: float
     rss_mb: float
@@ -54,6 +56,8 @@ class Sample:
 
 @dataclass
 class Block:
+    """A block of frames: its latency percentiles and the node's memory and threads at its end."""
+
     first: int  # 1-based frame range
     last: int
     latencies: int  # frames with an odometry message (a latency)
@@ -66,6 +70,8 @@ class Block:
 
 @dataclass
 class Report:
+    """The whole run: settings, outcomes, memory after the warm-up, latency blocks, samples and the checks."""
+
     frames: int
     width: int
     height: int
@@ -90,6 +96,7 @@ class Report:
 
 
 def percentiles(values_ms: Sequence[float]) -> Tuple[float, float, float]:
+    """Return p50, p95 and p99 of ``values_ms`` (three NaNs when there are none)."""
     if not len(values_ms):
         return (float("nan"),) * 3
     p = np.percentile(np.asarray(values_ms, np.float64), [50, 95, 99])
@@ -109,6 +116,7 @@ def make_blocks(latency_ms: Dict[int, float], samples: List[Sample], frames: int
 
 
 def judge(report: Report, max_growth_mb: float, max_dropped: float = 0.1) -> Dict[str, bool]:
+    """Check the pass criteria of the module docstring: memory, threads, latency (and drops) -> passed or not."""
     first, last = report.blocks[0], report.blocks[-1]
     # One-sided: degradation is what a long run must not show; getting faster (warm caches) is fine.
     latency_ok = all(
@@ -124,6 +132,7 @@ def judge(report: Report, max_growth_mb: float, max_dropped: float = 0.1) -> Dic
 
 def summarise(report: Report, samples: List[Sample], latency_ms: Dict[int, float], block: int,
               max_growth_mb: float, max_dropped: float = 0.1) -> Report:
+    """Fill ``report`` in: the memory after the warm-up, the latency blocks, the drops and the checks; return it."""
     report.samples = samples
     warm = [s for s in samples if s.frame >= report.warmup]
     if warm:
@@ -138,6 +147,7 @@ def summarise(report: Report, samples: List[Sample], latency_ms: Dict[int, float
 
 
 def table(report: Report) -> List[str]:
+    """Render the report as lines to print: the run, one row per block, then each check's verdict."""
     r = report
     lines = [f"long run: {r.frames} frames {r.width}x{r.height}, backend {r.backend} ({r.max_keypoints} keypoints, "
              f"{r.torch_threads} torch thread{'s' if r.torch_threads != 1 else ''}), a {r.sequence}-frame sequence "
@@ -193,7 +203,7 @@ def _count(values: Dict[str, object], key: str) -> int:
 
 
 def sample(proc: NodeProcess, frame: int, t0: float) -> Sample:
-    """The node's resident memory and thread count now."""
+    """Read the node's resident memory and thread count now."""
     import psutil
 
     p = psutil.Process(proc.proc.pid)
@@ -266,6 +276,7 @@ def play(args, player: Player, collector: Collector, proc: NodeProcess,
 
 # ------------------------------------------------------------------------------------------------ main
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the long run's command line (``--help`` lists the options); fill in the warm-up and block size."""
     p = argparse.ArgumentParser(prog="python -m lightglue_ros.tools.longrun", description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=5000, help="frames to play (default 5000)")
     p.add_argument("--width", type=int, default=160)
@@ -298,7 +309,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def node_params(args) -> Dict[str, object]:
-    """The node's parameters for the run."""
+    """Return the node's parameters for the run."""
     return {"backend": args.backend, "max_keypoints": args.max_keypoints, "num_threads": args.threads,
             "diagnostics_period": 0.1, "qos": "reliable"}
 
