@@ -61,7 +61,7 @@ def test_console_script_help():
 
 
 @pytest.mark.parametrize("argv", [["run"], ["eval"], ["pair"], ["bench"], ["bench", "frontend"],
-                                  ["bench", "accuracy"]])
+                                  ["bench", "accuracy"], ["bench", "chain"]])
 def test_help_everywhere(capsys, argv):
     rc, out, _ = _run(capsys, *argv, "--help")
     assert rc == 0 and "usage:" in out
@@ -274,6 +274,18 @@ def test_bench_accuracy_tiny(tmp_path, capsys):
         assert "ape" in r["metrics"]
     rc, _, err = _run(capsys, "bench", "accuracy", "synthetic:frames=4", "--backends", "orb,superglue")
     _one_error_line(rc, err)
+
+
+def test_bench_chain_tiny(tmp_path, capsys):
+    """Consecutive two-view poses chained with the true steps: near exact on the synthetic room."""
+    js = tmp_path / "c.json"
+    rc, out, err = _run(capsys, "bench", "chain", "synthetic:frames=8,width=320,height=240,motion=forward",
+                        "--backends", "sift", "--max-keypoints", 512, "--json", js)
+    assert rc == 0, err
+    assert "true steps" in out and "unit steps" in out and "heading error" in out
+    (r,) = json.loads(js.read_text())["results"]
+    assert r["pairs"] == 7 and r["true_steps"]["ate_percent_sim3"] < 2.0
+    assert abs(r["true_steps"]["heading_error_deg"]["7"]) < 1.0
 
 
 def test_backend_specs_of_bench_accuracy():

@@ -169,3 +169,64 @@ def test_static_estimate_falls_back_to_origin_alignment():
     assert res.notes and "first pose" in res.notes[0]
     assert res.ape.max < 1e-9 and math.isnan(res.scale)
     assert json.loads(json.dumps(res.to_dict()))["scale"] is None  # NaN is written as null
+
+
+def _drive(n=50, yaw_rate=0.01, step=1.0):
+    """Planar drive: forward along the optical axis, turning about the vertical (optical y) axis."""
+    poses, pos, yaw = [], np.zeros(3), 0.0
+    for _ in range(n):
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_rotvec([0, yaw, 0]).as_matrix()
+        T[:3, 3] = pos
+        poses.append(T)
+        pos = pos + step * T[:3, 2]
+        yaw += yaw_rate
+    return poses
+
+
+def test_heading_errors_and_scale_ratios_are_exact():
+    gt = _drive()
+    assert ev.heading_deg(gt[10]) == pytest.approx(math.degrees(0.1))
+    # an estimate whose yaw rate is 10 % too high, seen from another world frame and at twice the scale
+    est = _move(_drive(yaw_rate=0.011), scale=2.0, R=Rotation.from_rotvec([0, 0.7, 0]).as_matrix(), t=[5, 0, 1])
+    err = ev.heading_errors(est, gt)
+    assert err[0] == 0 and err[30] == pytest.approx(math.degrees(0.03)) and err[-1] == pytest.approx(
+        math.degrees(0.049))
+    # scale: exact steps give 1 after the factor; a speed that doubles along the run shows as the ratio doubling
+    pos = np.array([T[:3, 3] for T in gt])
+    np.testing.assert_allclose(ev.step_scale_ratios(2 * pos, pos, 0.5, window=5), 1.0)
+    grow = np.concatenate([[0.0], np.cumsum(np.linspace(1, 2, len(pos) - 1))])[:, None] * np.array([[0, 0, 1.0]])
+    line = np.arange(len(pos))[:, None] * np.array([[0, 0, 1.0]])
+    r = ev.step_scale_ratios(grow, line, window=1)
+    assert r[0] == pytest.approx(1.0) and r[-1] == pytest.approx(2.0)
+    assert len(ev.step_scale_ratios(pos[:3], pos[:3], window=5)) == 0
+
+
+def test_chain_with_true_steps_recovers_the_drive_and_drift_report(tmp_path, capsys):
+    gt = _drive(n=40, yaw_rate=0.02, step=0.8)
+    rel = [np.linalg.inv(a) @ b for a, b in zip(gt[:-1], gt[1:])]
+    unit = []
+    for T in rel:  # what a two-view estimate knows: the direction of the translation only
+        U = T.copy()
+        U[:3, 3] /= np.linalg.norm(U[:3, 3])
+        unit.append(U)
+    steps = [np.linalg.norm(T[:3, 3]) for T in rel]
+    chained = ev.chain_relative_poses(unit, steps)
+    assert max(np.abs(a - b).max() for a, b in zip(chained, gt)) < 1e-9
+    stamps = 0.1 * np.arange(len(gt))
+    rep = ev.drift_report(stamps, chained, stamps, gt, at=(10, 20))
+    assert rep["ate_percent_sim3"] < 1e-6 and rep["heading_error_max_deg"] < 1e-6
+    assert sorted(rep["heading_error_deg"]) == [10, 20, 39] and rep["scale_start"] == pytest.approx(1.0)
+    # unit steps (no scale knowledge): the scale ratio is constant, the shape is right
+    rep = ev.drift_report(stamps, ev.chain_relative_poses(unit, [1.0] * len(unit)), stamps, gt)
+    assert rep["scale_min"] == pytest.approx(rep["scale_max"]) and rep["ate_percent_sim3"] < 1e-6
+    # the eval subcommand prints it
+    from lightglue_ros.tools.cli import main
+
+    ev.write_tum(tmp_path / "gt.tum", stamps, gt)
+    ev.write_tum(tmp_path / "est.tum", stamps, _drive(n=40, yaw_rate=0.021, step=0.8))
+    assert main(["eval", str(tmp_path / "est.tum"), str(tmp_path / "gt.tum"), "--drift", "--json",
+                 str(tmp_path / "m.json")]) == 0
+    assert "heading error" in capsys.readouterr().out
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["drift"]["heading_error_deg"]["39"] == pytest.approx(math.degrees(0.039), abs=1e-6)

@@ -59,6 +59,24 @@ def so3_log(R: np.ndarray) -> np.ndarray:
     return theta * axis / np.linalg.norm(axis)
 
 
+def rot_x(a: float) -> np.ndarray:
+    """Rotation by `a` radians about the x axis."""
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def rot_y(a: float) -> np.ndarray:
+    """Rotation by `a` radians about the y axis (yaw in the optical frame: y points down)."""
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def rot_z(a: float) -> np.ndarray:
+    """Rotation by `a` radians about the z axis (roll about the optical axis)."""
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
 def rotation_angle_deg(R: np.ndarray) -> float:
     """Angle of the rotation ``R`` in degrees."""
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))

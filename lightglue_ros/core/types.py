@@ -86,6 +86,9 @@ class Frame:
     gt_pose: Optional[np.ndarray] = None  # 4x4 T_world_cam, when ground truth exists for this stamp
     index: int = 0
     error: str = ""  # non-empty: the reader could not produce this frame, and why
+    # HxW bool, synthetic scenes only: pixels that see a moving object (their depth is right, but they are not part
+    # of the static world, so depth + poses do not give their correspondences). None: no such knowledge.
+    dynamic: Optional[np.ndarray] = None
 
 
 @dataclass

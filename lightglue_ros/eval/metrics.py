@@ -251,6 +251,116 @@ def angular_pose_error(R: np.ndarray, t: np.ndarray, R_gt: np.ndarray, t_gt: np.
     return err_r, min(err_t, 180.0 - err_t)
 
 
+# ---------------------------------------------------------------------------------------------------- drift
+
+def heading_deg(T: np.ndarray) -> float:
+    """Heading of a camera pose: the yaw of its optical axis about the world's vertical (y, optical frame), deg."""
+    z = np.asarray(T, dtype=float)[:3, 2]
+    return math.degrees(math.atan2(z[0], z[2]))
+
+
+def heading_errors(est_poses: Sequence[np.ndarray], gt_poses: Sequence[np.ndarray]) -> np.ndarray:
+    """Heading error (deg, wrapped to +-180) of every pose, with the first poses aligned (rotation only).
+
+    Both lists are ``T_world_cam`` of the same frames; each is expressed in its own first camera frame, so the
+    error at frame i is the heading the estimate has accumulated wrongly since frame 0 (no fit, no scale).
+    """
+    e0, g0 = np.linalg.inv(np.asarray(est_poses[0], float)), np.linalg.inv(np.asarray(gt_poses[0], float))
+    out = [heading_deg(e0 @ np.asarray(e, float)) - heading_deg(g0 @ np.asarray(g, float))
+           for e, g in zip(est_poses, gt_poses)]
+    return (np.asarray(out) + 180.0) % 360.0 - 180.0
+
+
+def step_scale_ratios(est_positions: np.ndarray, gt_positions: np.ndarray, scale: float = 1.0,
+                      window: int = 10) -> np.ndarray:
+    """Estimated / true distance travelled over each run of `window` steps (entry i: steps i .. i + window - 1).
+
+    `scale` multiplies the estimate (the Sim(3) factor of `evaluate`): 1 everywhere means no scale drift; a ratio
+    going from 0.6 to 2 is a scale that grew by a factor of 3 along the run. NaN where the truth does not move.
+    """
+    est = np.linalg.norm(np.diff(np.asarray(est_positions, float), axis=0), axis=1) * scale
+    gt = np.linalg.norm(np.diff(np.asarray(gt_positions, float), axis=0), axis=1)
+    if len(gt) < window:
+        return np.zeros(0)
+    kernel = np.ones(window)
+    num, den = np.convolve(est, kernel, "valid"), np.convolve(gt, kernel, "valid")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 1e-9, num / den, np.nan)
+
+
+def chain_relative_poses(relative: Sequence[np.ndarray], steps: Sequence[float]) -> list[np.ndarray]:
+    """``T_world_cam`` of frames 0..n from n relative poses ``T_i_i+1``, translation i rescaled to `steps[i]`.
+
+    The reference of issue 11: consecutive two-view poses (direction only) chained with known step lengths.
+    A relative pose without translation (pure rotation) keeps zero translation.
+    """
+    poses = [np.eye(4)]
+    for T, step in zip(relative, steps):
+        T = np.array(T, dtype=float)
+        n = np.linalg.norm(T[:3, 3])
+        T[:3, 3] = T[:3, 3] / n * step if n > 0 else 0.0
+        poses.append(poses[-1] @ T)
+    return poses
+
+
+def drift_report(est_stamps, est_poses, gt_stamps, gt_poses, at: Sequence[int] = (40, 80, 120, 160),
+                 window: int = 10, max_diff: float = MAX_STAMP_DIFF) -> dict:
+    """Report what a monocular drive does wrong over time: Sim(3) ATE, heading error, per-frame rotation, scale.
+
+    `at`: associated pose indices (0 = the first) to report the heading error at (the last pose is always
+    reported). The scale ratios are `step_scale_ratios` after the Sim(3) fit (``scale_start`` / ``scale_end``:
+    the first and last window, ``scale_min`` / ``scale_max``: over the run).
+    """
+    gt_stamps = np.asarray(gt_stamps, float)
+    pairs = []
+    for i, stamp in enumerate(est_stamps):
+        j = int(np.argmin(np.abs(gt_stamps - stamp)))
+        if abs(gt_stamps[j] - stamp) <= max_diff:
+            pairs.append((i, j))
+    if len(pairs) < 3:
+        raise EvaluationError(f"only {len(pairs)} estimated poses share a stamp with the ground truth")
+    est = [np.asarray(est_poses[i], float) for i, _ in pairs]
+    gt = [np.asarray(gt_poses[j], float) for _, j in pairs]
+    stamps = [float(gt_stamps[j]) for _, j in pairs]
+    result, _, _ = evaluate(trajectory_from_poses(stamps, est, "estimate"),
+                            trajectory_from_poses(stamps, gt, "groundtruth"), mono=True, max_diff=max_diff)
+    heading = heading_errors(est, gt)
+    ratios = step_scale_ratios(np.array([T[:3, 3] for T in est]), np.array([T[:3, 3] for T in gt]),
+                               result.scale if math.isfinite(result.scale) else 1.0, window)
+    finite = ratios[np.isfinite(ratios)]
+    marks = sorted({min(int(k), len(est) - 1) for k in at} | {len(est) - 1})
+    return {
+        "poses": len(est),
+        "path_length": result.path_length,
+        "ate_percent_sim3": result.ate_percent,
+        "sim3_scale": result.scale,
+        "heading_error_deg": {int(k): float(heading[k]) for k in marks},
+        "heading_error_max_deg": float(np.max(np.abs(heading))),
+        "rpe_rot_deg_mean": result.rpe_rot_deg.mean,
+        "rpe_rot_deg_max": result.rpe_rot_deg.max,
+        "scale_window": window,
+        "scale_start": float(finite[0]) if finite.size else math.nan,
+        "scale_end": float(finite[-1]) if finite.size else math.nan,
+        "scale_min": float(finite.min()) if finite.size else math.nan,
+        "scale_max": float(finite.max()) if finite.size else math.nan,
+        "scale_ratios": [float(r) for r in ratios],
+    }
+
+
+def format_drift(report: dict) -> str:
+    """Format the drift report as a few lines of text."""
+    head = ", ".join(f"{k}: {v:+.2f}" for k, v in report["heading_error_deg"].items())
+    return "\n".join([
+        f"{report['poses']} poses, path {report['path_length']:.1f}, Sim(3) ATE {report['ate_percent_sim3']:.2f} % "
+        f"of path",
+        f"heading error (first pose aligned, deg) at pose {head}; max |error| {report['heading_error_max_deg']:.2f}",
+        f"per-frame rotation error mean {report['rpe_rot_deg_mean']:.3f} deg, max {report['rpe_rot_deg_max']:.3f} deg",
+        f"scale (estimated / true distance over {report['scale_window']} steps, after Sim(3)): first "
+        f"{report['scale_start']:.3f}, last {report['scale_end']:.3f}, min {report['scale_min']:.3f}, max "
+        f"{report['scale_max']:.3f}",
+    ])
+
+
 # ---------------------------------------------------------------------------------------------------- output
 
 def format_table(result: EvalResult, title: str = "") -> str:
@@ -301,6 +411,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-diff", type=float, default=MAX_STAMP_DIFF, help="max stamp difference in s (0.02)")
     p.add_argument("--plot", metavar="FILE.png", help="write a top-down (x-z) plot of both trajectories")
     p.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+    p.add_argument("--drift", action="store_true",
+                   help="also report drift over time: heading error (first pose aligned), per-frame rotation error, "
+                        "scale of the estimated steps (after Sim(3)) along the run")
     p.set_defaults(func=run_eval, metric=False)
     return p
 
@@ -309,8 +422,14 @@ def run_eval(args) -> int:
     """Run `eval`."""
     result, est_a, gt_a = evaluate_files(args.traj, args.gt, mono=not args.metric, max_diff=args.max_diff)
     print(format_table(result, title=f"{args.traj} vs {args.gt}"))
+    payload = result.to_dict()
+    if getattr(args, "drift", False):
+        (est_stamps, est_poses), (gt_stamps, gt_poses) = read_tum_poses(args.traj), read_tum_poses(args.gt)
+        report = drift_report(est_stamps, est_poses, gt_stamps, gt_poses, max_diff=args.max_diff)
+        print(format_drift(report))
+        payload["drift"] = report
     if args.json:
-        write_json(args.json, result.to_dict())
+        write_json(args.json, payload)
     if args.plot:
         plot_topdown(args.plot, est_a, gt_a, title=Path(args.traj).name)
     return 0

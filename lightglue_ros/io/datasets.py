@@ -6,7 +6,8 @@
 kind        layout
 ==========  ===================================================================================================
 synthetic   ``"synthetic"`` or ``"synthetic:frames=60,width=320,height=240,seed=1,motion=orbit,depth=1"``
-            (keys: the fields of `synthetic.SyntheticConfig`): rendered scene, exact pose / depth / intrinsics.
+            (keys: the fields of `synthetic.SyntheticConfig`): rendered scene, exact pose / depth / intrinsics;
+            ``"synthetic:scene=drive,frames=160,cars=2"``: the KITTI-like drive (1226x370 unless width/height).
 rosbag2     a bag folder with ``metadata.yaml``, or one ``.db3`` / ``.mcap`` file (read with `rosbags`):
             ``sensor_msgs/Image`` (mono8, mono16, rgb8, bgr8, rgba8, bgra8, 8UC1, 16UC1; any ``step``) or
             ``sensor_msgs/CompressedImage``; intrinsics from ``sensor_msgs/CameraInfo`` (the latest valid one
@@ -56,7 +57,7 @@ from lightglue_ros.core.types import DISTORTION_MODELS, Camera, Frame
 from lightglue_ros.io.msg_decode import (ConversionError, camera_from_msg, compressed_depth_to_numpy,
                                          compressed_to_numpy, depth_to_numpy, distortion_model_name, image_to_numpy,
                                          stamp_to_sec)
-from lightglue_ros.io.synthetic import SyntheticConfig, make_scene, render_frame, synthetic_camera, trajectory
+from lightglue_ros.io.synthetic import SyntheticConfig, camera_for, render_frame, scene_for, trajectory
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 DEPTH_EXTENSIONS = (".png", ".pgm", ".tif", ".tiff", ".exr", ".npy")
@@ -123,16 +124,18 @@ class SyntheticSequence(FrameSequence):
         self.config = config
         self.poses = trajectory(config)
         self.indices = _select(config.frames, stride, max_frames)
-        self.name = f"synthetic-{config.motion}-seed{config.seed}"
+        motion = config.motion if config.scene == "room" else \
+            ("drive" if config.motion == "drive" else f"drive-{config.motion}")
+        self.name = f"synthetic-{motion}-seed{config.seed}"
         self.has_depth = bool(config.depth)
         self.has_gt = self.metric_gt = True
-        self.camera = synthetic_camera(config.width, config.height)
+        self.camera = camera_for(config)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __iter__(self) -> Iterator[Frame]:
-        scene = make_scene(self.config.seed)
+        scene = scene_for(self.config)
         for i in self.indices:
             yield render_frame(self.config, i, self.poses[i], scene)
 

@@ -1,6 +1,11 @@
-"""Synthetic textured scene with exact ground truth: poses, intrinsics, depth and pixel correspondences.
+"""Synthetic textured scenes with exact ground truth: poses, intrinsics, depth and pixel correspondences.
 
-A closed room (6 walls) with a few boxes and a free-standing panel at 1.5-6 m, every surface covered with a
+Two scenes (`SyntheticConfig.scene`): ``room`` (below, the default) and ``drive``, a KITTI-like road with
+facades, trees, parked and moving cars and an untextured sky, made to be hard for monocular odometry the way real
+driving is (`lightglue_ros.io.drive`; this module selects it). Both render with the planar ray casting of
+`lightglue_ros.io.raycast`.
+
+The room: a closed room (6 walls) with a few boxes and a free-standing panel at 1.5-6 m, every surface covered with a
 "dead leaves" texture (random overlapping discs, rectangles and triangles of random colour at many scales): rich in
 corners and blobs for ALIKED, ORB and SIFT, and never periodic, so matches are unambiguous.
 
@@ -22,32 +27,56 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from lightglue_ros.core.lie import rot_x, rot_y, rot_z
 from lightglue_ros.core.types import Camera, Frame
+from lightglue_ros.io import drive
+from lightglue_ros.io.raycast import NEAR, Quad, cross3, pixel_rect, quad_homography  # noqa: F401 (Quad: API)
 
-MOTIONS = ("orbit", "forward", "static", "rotate", "shake")
+MOTIONS = ("orbit", "forward", "static", "rotate", "shake", "drive")
+SCENES = ("room", "drive")
+#: Motions each scene allows (the room's orbit / forward would leave the road; a drive needs the road).
+SCENE_MOTIONS = {"room": ("orbit", "forward", "static", "rotate", "shake"),
+                 "drive": ("drive", "static", "rotate", "shake")}
+#: What 0 / "" fields mean per scene: (width, height, motion, step).
+SCENE_DEFAULTS = {"room": (640, 480, "orbit", 0.05), "drive": (1226, 370, "drive", 0.85)}
 
 #: Room extents in the world frame (metres; y down, the floor is at y = ROOM_MAX[1]).
 ROOM_MIN = np.array([-2.5, -1.5, -1.5])
 ROOM_MAX = np.array([2.5, 1.2, 6.0])
-_NEAR = 0.02  # near clipping plane (m): surfaces closer than this are not drawn
 
 
 @dataclass
 class SyntheticConfig:
+    """A synthetic sequence. Zero / empty fields take the scene's own value (`SCENE_DEFAULTS`) on construction."""
+
     seed: int = 0
     frames: int = 60
-    width: int = 640
-    height: int = 480
+    width: int = 0  # 0 = the scene's: 640 (room), 1226 (drive, KITTI)
+    height: int = 0  # 0 = 480 (room), 370 (drive)
     fps: float = 10.0
-    motion: str = "orbit"  # orbit | forward | static | rotate (pure rotation) | shake (fast rotation, then back)
+    # orbit | forward | static | rotate (pure rotation) | shake (fast rotation, then back) | drive (along the road);
+    # "" = the scene's: orbit (room), drive (drive). The drive scene allows drive, static, rotate, shake.
+    motion: str = ""
     depth: bool = True  # render depth too
-    step: float = 0.05  # metres per frame (peak speed of orbit / forward)
+    step: float = 0.0  # metres per frame: peak speed of orbit / forward (0 = 0.05), mean speed of drive (0 = 0.85)
     noise: float = 0.0  # std of Gaussian pixel noise (grey levels), 0 = noise-free, deterministic per frame
     shake_at: int = -1  # motion=shake: first frame of the fast rotation (-1 = frames // 2)
+    scene: str = "room"  # room | drive (see `lightglue_ros.io.drive`)
+    cars: int = 0  # scene=drive: moving cars (one ahead in our lane, the others oncoming, alternating)
 
     def __post_init__(self):
+        if self.scene not in SCENES:
+            raise ValueError(f"synthetic scene {self.scene!r} unknown; choose one of {', '.join(SCENES)}")
+        width, height, motion, step = SCENE_DEFAULTS[self.scene]
+        self.width, self.height = self.width or width, self.height or height
+        self.motion, self.step = self.motion or motion, self.step or step
         if self.motion not in MOTIONS:
             raise ValueError(f"synthetic motion {self.motion!r} unknown; choose one of {', '.join(MOTIONS)}")
+        if self.motion not in SCENE_MOTIONS[self.scene]:
+            raise ValueError(f"synthetic motion {self.motion!r} does not fit scene {self.scene!r}; choose one of "
+                             f"{', '.join(SCENE_MOTIONS[self.scene])}")
+        if self.cars < 0 or (self.cars and self.scene != "drive"):
+            raise ValueError(f"synthetic cars={self.cars}: moving cars need scene=drive and cars >= 0")
         if self.frames < 1 or self.width < 16 or self.height < 16 or self.fps <= 0:
             raise ValueError(f"synthetic config out of range: frames={self.frames} width={self.width} "
                              f"height={self.height} fps={self.fps} (need frames >= 1, size >= 16, fps > 0)")
@@ -59,22 +88,9 @@ class SyntheticConfig:
 
 # ---------------------------------------------------------------------------------------------------- the scene
 @dataclass
-class Quad:
-    """A textured rectangle ``origin + a * edge_u + b * edge_v``, a, b in [0, 1].
-
-    ``edge_u x edge_v`` points to the side it is seen from (into the room for walls, outwards for box faces).
-    """
-
-    origin: np.ndarray
-    edge_u: np.ndarray
-    edge_v: np.ndarray
-    tile: tuple = (0, 0, 1, 1)  # x0, y0, width, height of its texture in the atlas (texels)
-    wall: bool = False  # room wall: the nearest wall in front is always the right one, no inside test needed
-    two_sided: bool = False
-
-
-@dataclass
 class Scene:
+    """The room: its rectangles and their texture atlas."""
+
     quads: list
     atlas: np.ndarray  # HxWx3 uint8 RGB texture atlas
     seed: int = 0
@@ -175,7 +191,7 @@ def _pack(sizes: list[tuple[int, int]], width: int = 4096, margin: int = 2) -> t
 
 @functools.lru_cache(maxsize=4)
 def make_scene(seed: int = 0) -> Scene:
-    """The scene for a seed (cached: building the textures takes a few hundred milliseconds)."""
+    """Build the scene for a seed (cached: building the textures takes a few hundred milliseconds)."""
     rng = np.random.default_rng(seed)
     quads = _room_quads() + _objects(rng)
     # Texels per metre: walls are seen from >= 2 m, objects from 1-4 m; about one texel per pixel at 640x480.
@@ -199,49 +215,6 @@ def synthetic_camera(width: int, height: int) -> Camera:
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
-def _clip_near(pts: np.ndarray) -> np.ndarray:
-    """Clip a convex polygon (camera frame, Nx3) to z >= near (Sutherland-Hodgman against one plane)."""
-    out = []
-    for i in range(len(pts)):
-        p, q = pts[i], pts[(i + 1) % len(pts)]
-        if p[2] >= _NEAR:
-            out.append(p)
-        if (p[2] >= _NEAR) != (q[2] >= _NEAR):
-            s = (_NEAR - p[2]) / (q[2] - p[2])
-            out.append(p + s * (q - p))
-    return np.array(out).reshape(-1, 3)
-
-
-def _pixel_rect(corners: np.ndarray, K: np.ndarray, w: int, h: int):
-    """Bounding rectangle (r0, r1, c0, c1) in the image of the visible part of a polygon, or None."""
-    pts = _clip_near(corners)
-    if len(pts) < 3:
-        return None
-    uv = (pts @ K.T)[:, :2] / pts[:, 2:3]
-    c0, r0 = np.floor(uv.min(0)).astype(int)
-    c1, r1 = np.ceil(uv.max(0)).astype(int) + 1
-    c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
-    return None if c0 >= c1 or r0 >= r1 else (r0, r1, c0, c1)
-
-
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """3-vector cross product (np.cross costs ~50 us a call; this is on the per-frame path)."""
-    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
-
-
-def _quad_homography(q: Quad, o: np.ndarray, U: np.ndarray, V: np.ndarray, Kinv: np.ndarray):
-    """3x3 H with H @ [u, v, 1] = w * [atlas_x, atlas_y, 1] and w = 1/depth of the ray's hit on the plane."""
-    n = _cross(U, V)
-    nn = n @ n
-    g_w = (n @ Kinv) / (n @ o)  # inverse depth is affine in (u, v) for a plane
-    m_a = _cross(V, n) / nn  # a = (X - o) . m_a on the plane
-    m_b = _cross(n, U) / nn
-    x0, y0, tw, th = q.tile
-    row_x = tw * (m_a @ Kinv) + (x0 - 0.5 - tw * (m_a @ o)) * g_w  # texel centres at integers
-    row_y = th * (m_b @ Kinv) + (y0 - 0.5 - th * (m_b @ o)) * g_w
-    return np.stack([row_x, row_y, g_w])
-
-
 def render(scene: Scene, T_world_cam: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     """Render one view: (rgb uint8 HxWx3, depth float32 HxW metres, 0 where nothing is hit)."""
     w, h = camera.width, camera.height
@@ -256,12 +229,12 @@ def render(scene: Scene, T_world_cam: np.ndarray, camera: Camera) -> tuple[np.nd
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for q in scene.quads:
             o, U, V = R.T @ (q.origin - t), R.T @ q.edge_u, R.T @ q.edge_v
-            if not q.two_sided and _cross(U, V) @ o >= 0:
+            if not q.two_sided and cross3(U, V) @ o >= 0:
                 continue  # seen from behind (box faces turned away)
-            rect = _pixel_rect(np.stack([o, o + U, o + U + V, o + V]), K, w, h)
+            rect = pixel_rect(np.stack([o, o + U, o + U + V, o + V]), K, w, h)
             if rect is None:
                 continue
-            _draw_quad(q, _quad_homography(q, o, U, V, Kinv), rect, us, vs, inv_depth, map_x, map_y)
+            _draw_quad(q, quad_homography(q, o, U, V, Kinv), rect, us, vs, inv_depth, map_x, map_y)
         rgb = cv2.remap(scene.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         depth = np.where(inv_depth > 0, 1.0 / inv_depth, 0.0).astype(np.float32)
     return rgb, depth
@@ -298,24 +271,9 @@ def look_at(eye, target, roll: float = 0.0) -> np.ndarray:
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     T = np.eye(4)
-    T[:3, :3] = np.stack([x, y, z], 1) @ _rot_z(roll)
+    T[:3, :3] = np.stack([x, y, z], 1) @ rot_z(roll)
     T[:3, 3] = eye
     return T
-
-
-def _rot_x(a):
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _rot_y(a):
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def _rot_z(a):
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
 
 def _orbit(i: int, step: float) -> np.ndarray:
@@ -336,7 +294,7 @@ def _forward(i: int, step: float) -> np.ndarray:
     z = d if d <= length else 2 * length - d
     phase = 2 * math.pi * i / 80
     T = np.eye(4)
-    T[:3, :3] = _rot_y(0.1 * math.sin(phase)) @ _rot_x(0.03 * math.sin(2 * phase))
+    T[:3, :3] = rot_y(0.1 * math.sin(phase)) @ rot_x(0.03 * math.sin(2 * phase))
     T[:3, 3] = [0.25 * math.sin(phase), 0.05 * math.sin(2 * phase), z]
     return T
 
@@ -345,7 +303,7 @@ def _rotate(i: int) -> np.ndarray:
     """Pure rotation (no translation): yaw +-20 deg, pitch +-7 deg, about 1.5 deg per frame."""
     phase = 0.075 * i
     T = np.eye(4)
-    T[:3, :3] = _rot_y(math.radians(20) * math.sin(phase)) @ _rot_x(math.radians(7) * math.sin(2 * phase))
+    T[:3, :3] = rot_y(math.radians(20) * math.sin(phase)) @ rot_x(math.radians(7) * math.sin(2 * phase))
     return T
 
 
@@ -354,9 +312,16 @@ SHAKE_YAW_DEG = (60.0, 120.0, 60.0)
 
 
 def trajectory(config: SyntheticConfig) -> list[np.ndarray]:
-    """T_world_cam for every frame; frame 0 is the identity (the world is the first camera frame)."""
+    """T_world_cam for every frame; frame 0 is the identity (the world is the first camera frame).
+
+    The drive scene's ``drive`` and ``shake`` motions follow the road (`drive.drive_trajectory`); shake adds its
+    yaw on top, as it does to the room's orbit.
+    """
     poses = []
     shake_at = config.frames // 2 if config.shake_at < 0 else config.shake_at
+    driving = config.scene == "drive" and config.motion in ("drive", "shake")
+    if driving:
+        road = drive.drive_trajectory(config.seed, config.frames, config.step)
     for i in range(config.frames):
         if config.motion == "static":
             T = np.eye(4)
@@ -364,26 +329,53 @@ def trajectory(config: SyntheticConfig) -> list[np.ndarray]:
             T = _forward(i, config.step)
         elif config.motion == "rotate":
             T = _rotate(i)
+        elif driving:
+            T = road[i]
         else:
             T = _orbit(i, config.step)
         if config.motion == "shake" and 0 <= i - shake_at < len(SHAKE_YAW_DEG):
             T = T.copy()
-            T[:3, :3] = T[:3, :3] @ _rot_y(math.radians(SHAKE_YAW_DEG[i - shake_at]))
+            T[:3, :3] = T[:3, :3] @ rot_y(math.radians(SHAKE_YAW_DEG[i - shake_at]))
         poses.append(T)
     T0_inv = np.linalg.inv(poses[0])
     return [T0_inv @ T for T in poses]  # exact identity at frame 0 whatever the motion
 
 
-def render_frame(config: SyntheticConfig, index: int, pose: np.ndarray, scene: Scene | None = None) -> Frame:
-    """Frame `index` of a synthetic sequence (scene from the config's seed unless given)."""
-    scene = scene if scene is not None else make_scene(config.seed)
-    camera = synthetic_camera(config.width, config.height)
-    rgb, depth = render(scene, pose, camera)
+def scene_for(config: SyntheticConfig):
+    """Return the scene a config renders: the room `Scene` of its seed, or the `drive.DriveScene`."""
+    if config.scene == "drive":
+        return drive.make_drive_scene(config.seed, drive.scene_chunks(config.seed, config.frames, config.step),
+                                      config.cars)
+    return make_scene(config.seed)
+
+
+def camera_for(config: SyntheticConfig) -> Camera:
+    """Return the exact pinhole camera of a config: `synthetic_camera` (room) or KITTI's, scaled (drive)."""
+    if config.scene == "drive":
+        return drive.drive_camera(config.width, config.height)
+    return synthetic_camera(config.width, config.height)
+
+
+def render_frame(config: SyntheticConfig, index: int, pose: np.ndarray, scene=None) -> Frame:
+    """Frame `index` of a synthetic sequence (scene from the config unless given, see `scene_for`).
+
+    Drive frames also carry `Frame.dynamic` (pixels on moving cars; all False without cars).
+    """
+    scene = scene if scene is not None else scene_for(config)
+    camera = camera_for(config)
+    dynamic = None
+    if config.scene == "drive":
+        on_road = config.motion in ("drive", "shake")  # the cars keep their places relative to a camera that drives
+        s_cam = float(drive.drive_arc_lengths(config.seed, config.frames, config.step)[index]) if on_road else 0.0
+        grey, depth, dynamic = drive.render_drive(scene, pose, camera, drive.car_quads(scene, s_cam, index))
+        rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    else:
+        rgb, depth = render(scene, pose, camera)
     if config.noise > 0:  # seeded per frame: the same config gives the same bytes
         rng = np.random.default_rng([config.seed, index])
         rgb = np.clip(rgb + rng.normal(0, config.noise, rgb.shape), 0, 255).astype(np.uint8)
     return Frame(stamp=index / config.fps, image=rgb, camera=camera, depth=depth if config.depth else None,
-                 gt_pose=pose.copy(), index=index)
+                 gt_pose=pose.copy(), index=index, dynamic=dynamic)
 
 
 # ---------------------------------------------------------------------------------------------------- GT matches
@@ -426,6 +418,10 @@ def project_correspondences(frame_a: Frame, frame_b: Frame, pts_a: np.ndarray,
     there (within 2 pixels of a depth edge or crease, or of the border), it is behind camera b or outside image
     b, or b sees another surface there (b's depth differs from the point's by more than `occlusion_tol`,
     relative: occluded, or at a depth edge in b). Made for the synthetic scene's exact, piecewise-planar depth.
+
+    Moving objects (`Frame.dynamic`, the drive's cars) are not static world: a point within 2 pixels of a moving
+    pixel in a, or landing within 2 pixels of one in b, is invalid (never a correspondence on a car, nor one
+    hidden by a car).
     """
     pts_a = np.asarray(pts_a, float).reshape(-1, 2)
     if frame_a.depth is None or frame_b.depth is None or frame_a.gt_pose is None or frame_b.gt_pose is None:
@@ -438,9 +434,24 @@ def project_correspondences(frame_a: Frame, frame_b: Frame, pts_a: np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         uvw = X_b @ np.asarray(frame_b.camera.K, float).T
         pts_b = uvw[:, :2] / uvw[:, 2:3]
-        valid = np.isfinite(z_a) & (X_b[:, 2] > _NEAR)
+        valid = np.isfinite(z_a) & (X_b[:, 2] > NEAR)
         pts_b[~valid] = np.nan
         z_seen = _sample_depth(frame_b.depth, pts_b)  # NaN outside the image or at an edge in b
         valid &= np.abs(z_seen - X_b[:, 2]) <= occlusion_tol * X_b[:, 2]
+    for frame, pts in ((frame_a, pts_a), (frame_b, pts_b)):
+        if frame.dynamic is not None and frame.dynamic.any():
+            valid &= ~_near_mask(frame.dynamic, pts)
     pts_b[~valid] = np.nan
     return pts_b, valid
+
+
+def _near_mask(mask: np.ndarray, pts: np.ndarray, radius: int = 2) -> np.ndarray:
+    """Flag the points (Nx2, NaN allowed) within `radius` pixels of a True pixel of `mask`; False outside."""
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
+    h, w = mask.shape
+    out = np.zeros(len(pts), bool)
+    with np.errstate(invalid="ignore"):
+        x, y = np.rint(pts[:, 0]), np.rint(pts[:, 1])
+        inside = (x >= 0) & (y >= 0) & (x < w) & (y < h)
+    out[inside] = grown[y[inside].astype(int), x[inside].astype(int)]
+    return out

@@ -18,6 +18,10 @@ Warm-up frames are not counted; per-frame times are pooled over the runs and sum
 
 ``bench accuracy`` runs the whole pipeline per backend (ATE/RPE with evo) and two-view pose AUC@5/10/20 on frame
 pairs (i, i+K) with GT relative poses, with the same PoseLib settings for every backend.
+
+``bench chain`` is the reference of issue 11: each frame's two-view pose against the previous one (the front end's
+matches, PoseLib), chained with the true step lengths and with unit steps, scored like a run
+(`eval.metrics.drift_report`).
 """
 from __future__ import annotations
 
@@ -637,12 +641,99 @@ def cmd_accuracy(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- chain
+
+def two_view_chain(frames, fe_cfg, pose_cfg) -> tuple[list, list, list, list]:
+    """Relative poses ``T_i-1_i`` (unit translation) of consecutive frames, from the front end and PoseLib.
+
+    Returns (stamps, GT poses, relative poses, reasons) for the frames with GT: reasons[i] is "" for a good pose;
+    where PoseLib gives none the relative pose is its rotation (or the identity) without translation.
+    """
+    from lightglue_ros import geometry
+    from lightglue_ros.matching.frontend import FrontEnd
+
+    fe = FrontEnd(dataclasses.replace(fe_cfg, auto_promote=True))  # every frame is matched against the last one
+    stamps, gt, rel, reasons, last = [], [], [], [], None
+    for f in frames:
+        if f.image is None or f.gt_pose is None:
+            continue
+        tr = fe.track(f.image, stamp=f.stamp)
+        if last is not None:
+            pose = geometry.relative_pose(geometry.undistort_points(last.camera, tr.points0),
+                                          geometry.undistort_points(f.camera, tr.points1),
+                                          last.camera, f.camera, pose_cfg) if tr.ok else None
+            T = np.eye(4)
+            if pose is not None and pose.ok:
+                T = pose.T_0_1
+            elif pose is not None:
+                T[:3, :3] = pose.R
+            rel.append(T)
+            reasons.append("" if pose is not None and pose.ok else (pose.reason if pose is not None else tr.reason))
+        stamps.append(float(f.stamp))
+        gt.append(np.asarray(f.gt_pose, float))
+        last = f
+    return stamps, gt, rel, reasons
+
+
+def run_chain_bench(args) -> dict:
+    """Chain consecutive two-view poses per backend, with true and with unit steps; a JSON-ready dict."""
+    from lightglue_ros.io.datasets import open_sequence
+    from lightglue_ros.matching.frontend import DETECTORS
+    from lightglue_ros.odometry.odometry import OdometryConfig
+
+    specs = [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends = [(b, backend_config(b, max_keypoints=args.max_keypoints, device=args.device)) for b in specs]
+    bad = [b for b, cfg in backends if cfg is None]
+    if bad or not backends:
+        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue, orb, "
+                        f"sift, hf:ID_OR_DIR; lightglue takes :{' :'.join(sorted(DETECTORS + ('norefine',)))}")
+    _set_threads(args.threads)
+    seq = open_sequence(args.source, max_frames=args.max_frames)
+    if not seq.has_gt:
+        raise UserError(f"bench chain needs ground truth; {args.source} ({seq.kind}) has none")
+    pose_cfg = two_view_config(OdometryConfig())
+    results = []
+    for backend, fe_cfg in backends:
+        stamps, gt, rel, reasons = two_view_chain(seq, fe_cfg, pose_cfg)
+        true_steps = [float(np.linalg.norm(b[:3, 3] - a[:3, 3])) for a, b in zip(gt[:-1], gt[1:])]
+        entry = {"backend": backend, "pairs": len(rel), "failures": sum(1 for r in reasons if r),
+                 "reasons": sorted({r for r in reasons if r})}
+        for name, steps in (("true_steps", true_steps), ("unit_steps", [1.0] * len(rel))):
+            report = evaluate.drift_report(stamps, evaluate.chain_relative_poses(rel, steps), stamps, gt)
+            report.pop("scale_ratios")
+            entry[name] = report
+        results.append(entry)
+    return {"source": args.source, "sequence": seq.name, "frames": len(seq), "max_keypoints": args.max_keypoints,
+            "results": results}
+
+
+def format_chain(res: dict) -> str:
+    """Format `run_chain_bench`'s results: per backend, the drift report of both chains."""
+    lines = [f"{res['sequence']}: {res['frames']} frames, two-view poses of consecutive frames chained"]
+    for r in res["results"]:
+        lines.append(f"{r['backend']}: {r['pairs']} pairs, {r['failures']} without a pose"
+                     + (f" ({'; '.join(r['reasons'])})" if r["reasons"] else ""))
+        for name in ("true_steps", "unit_steps"):
+            lines.append(f"  {name.replace('_', ' ')}: " + evaluate.format_drift(r[name]).replace("\n", "\n    "))
+    return "\n".join(lines)
+
+
+def cmd_chain(args) -> int:
+    """Run `bench chain`."""
+    res = run_chain_bench(args)
+    print(format_chain(res))
+    if args.json:
+        evaluate.write_json(args.json, res)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 
 def add_parser(subparsers) -> None:
-    """Add the `bench` command (`frontend` and `accuracy`)."""
+    """Add the `bench` command (`frontend`, `accuracy` and `chain`)."""
     p = subparsers.add_parser("bench", help="speed (frontend) and accuracy benchmarks",
-                              description="Benchmarks. See `bench frontend --help` and `bench accuracy --help`.")
+                              description="Benchmarks. See `bench frontend --help`, `bench accuracy --help` and "
+                                          "`bench chain --help`.")
     sub = p.add_subparsers(dest="bench_command", metavar="WHAT", parser_class=type(p))
     sub.required = True
 
@@ -682,3 +773,18 @@ def add_parser(subparsers) -> None:
     a.add_argument("--json", metavar="FILE")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_accuracy)
+
+    c = sub.add_parser("chain", help="reference: consecutive two-view poses chained with true and unit steps",
+                       description="For each backend: every frame matched against the previous one (the front end "
+                                   "as in `run`), PoseLib's relative pose (the odometry's settings without its "
+                                   "refusals), chained once with the true step lengths (from GT) and once with "
+                                   "unit steps; each chain scored like a run: Sim(3) ATE, heading error with the "
+                                   "first pose aligned, per-frame rotation error, scale of the steps.")
+    c.add_argument("source", metavar="SOURCE")
+    c.add_argument("--backends", default="lightglue,sift", help="comma-separated, as for `bench accuracy`")
+    c.add_argument("--max-frames", type=positive_int, metavar="N")
+    c.add_argument("--max-keypoints", type=positive_int, default=1024, metavar="N")
+    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    c.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
+    c.add_argument("--json", metavar="FILE")
+    c.set_defaults(func=cmd_chain)

@@ -249,7 +249,8 @@ def add_run_parser(sub) -> None:
     p = sub.add_parser(
         "run", help="run the odometry over a sequence and write trajectory.tum, frames.csv, summary.json",
         description="Runs the pipeline over SOURCE. SOURCE: an image folder, a TUM / KITTI / EuRoC sequence folder, "
-                    "a rosbag2, or synthetic[:frames=..,width=..,height=..,seed=..,motion=..]. Writes DIR/"
+                    "a rosbag2, or synthetic[:frames=..,width=..,height=..,seed=..,motion=..,scene=room|drive,"
+                    "cars=..]. Writes DIR/"
                     "trajectory.tum (stamp tx ty tz qx qy qz qw, camera pose in the first camera's frame), "
                     f"DIR/frames.csv (one row per frame: {', '.join(FRAME_COLUMNS)}) and DIR/summary.json.")
     p.add_argument("source", metavar="SOURCE")
