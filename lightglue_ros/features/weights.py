@@ -117,13 +117,16 @@ def find_weights(filename: str, explicit: str = "") -> Path:
 
 
 def fix_for(filename: str) -> str:
-    """The command that installs the distribution shipping ``filename``."""
+    """Return the command that installs the distribution shipping ``filename``."""
     return _distribution_of(filename)[1]
 
 
 def load_checkpoint(filename: str, explicit: str = "") -> tuple[Path, dict]:
-    """(path, state dict) of a verified checkpoint. A file that torch cannot read (a custom-named checkpoint is
-    not checked against a sha256) is a WeightsError naming it and the fix, not a pickle traceback."""
+    """Return (path, state dict) of a verified checkpoint.
+
+    A file that torch cannot read (a custom-named checkpoint is not checked against a sha256) is a WeightsError
+    naming it and the fix, not a pickle traceback.
+    """
     import torch
 
     path = find_weights(filename, explicit)

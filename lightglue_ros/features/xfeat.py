@@ -124,13 +124,13 @@ class ConvBNReLU(nn.Module):
         return F.relu_(F.conv2d(x, w, b, stride=conv.stride, padding=conv.padding))
 
     def pointwise(self, rows: torch.Tensor) -> torch.Tensor:
-        """A 1x1 layer on pixel rows [P, cin] -> [P, cout] (one matmul, no layout change)."""
+        """Run the layer as 1x1 on pixel rows [P, cin] -> [P, cout] (one matmul, no layout change)."""
         w, b = self.folded()
         return F.relu_(torch.addmm(b, rows, w.reshape(w.shape[0], -1).t()))
 
 
 def _layers(*specs) -> nn.Sequential:
-    """A block of basic layers from (cin, cout, stride) for 3x3 or (cin, cout, 1x1) for a 1x1 layer."""
+    """Build a block of basic layers from (cin, cout, stride) for 3x3 or (cin, cout, "1x1") for a 1x1 layer."""
     out = []
     for cin, cout, kind in specs:
         out.append(ConvBNReLU(cin, cout, 1, 1, 0) if kind == "1x1" else ConvBNReLU(cin, cout, 3, kind, 1))
@@ -138,8 +138,10 @@ def _layers(*specs) -> nn.Sequential:
 
 
 def fine_matcher_mlp() -> nn.Sequential:
-    """XFeat*'s match refinement MLP (two concatenated descriptors -> 8x8 offset logits). Unused in sparse mode;
-    built so that the checkpoint loads strictly. Indices are the checkpoint's names."""
+    """Build XFeat*'s match refinement MLP (two concatenated descriptors -> 8x8 offset logits).
+
+    Unused in sparse mode; built so that the checkpoint loads strictly. Indices are the checkpoint's names.
+    """
     layers, width = [], 128
     for _ in range(4):
         layers += [nn.Linear(width, 512), nn.BatchNorm1d(512, affine=False), nn.ReLU(inplace=True)]
@@ -200,8 +202,10 @@ class XFeat(nn.Module):
 
     # -----------------------------------------------------------------------------------------------------------
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised grey image [1,1,H,W] (H, W multiples of 32) -> dense features F [1,64,H/8,W/8], not yet
-        L2-normalised."""
+        """Compute the dense features F [1,64,H/8,W/8] of a normalised grey image [1,1,H,W].
+
+        H and W are multiples of 32; F is not yet L2-normalised.
+        """
         x1 = self.block1(x)
         x2 = self.block2(x1 + self.skip1(x))
         x3 = self.block3(x2)
@@ -216,7 +220,8 @@ class XFeat(nn.Module):
 
         The keypoint head sees each 8x8 cell's 64 pixels as channels (channel 8 i + j = pixel (i, j), the
         reference's unfold), 1x1 layers only: it runs on rows [cells, 64] (matmuls), and the softmax over the
-        65 bins is along rows, contiguous."""
+        65 bins is along rows, contiguous.
+        """
         h, w = x.shape[-2:]
         hc, wc = h // CELL, w // CELL
         rows = x.reshape(hc, CELL, wc, CELL).permute(0, 2, 1, 3).reshape(hc * wc, CELL * CELL)
@@ -288,8 +293,11 @@ class XFeat(nn.Module):
         return -(-hs // STRIDE) * STRIDE, -(-ws // STRIDE) * STRIDE, hs, ws
 
     def _network_input(self, image: torch.Tensor):
-        """The normalised grey network input [1,1,hp,wp], the size (hv, wv) of its image part and the factors
-        (sx, sy) from its pixels to the input's; None when it would be smaller than a cell or has no contrast."""
+        """Build the normalised grey network input [1,1,hp,wp].
+
+        Returns it with the size (hv, wv) of its image part and the factors (sx, sy) from its pixels to the
+        input's; None when it would be smaller than a cell or has no contrast.
+        """
         h, w = image.shape[-2:]
         hp, wp, hv, wv = self.network_size(h, w)
         if min(hv, wv) < CELL:

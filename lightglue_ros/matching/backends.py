@@ -36,6 +36,8 @@ class FrontEndError(LightGlueRosError, ValueError):
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class FrameFeatures:
+    """One frame's keypoints, validity, size and the backend's data, kept while it can be a reference."""
+
     keypoints: np.ndarray  # (N,2) float32 pixels
     valid: np.ndarray  # (N,) bool, False = on an ignored pixel
     size: tuple  # (w, h)
@@ -47,6 +49,8 @@ class FrameFeatures:
 
 @dataclass
 class RawMatches:
+    """A backend's matches of two frames with scores and the matcher's telemetry (stop layer, pruning)."""
+
     matches: np.ndarray  # (M,2) int64
     scores: np.ndarray  # (M,) float32
     stop_layer: int = 0
@@ -61,6 +65,7 @@ def width_confidence(config) -> float:
 
 
 def resolve_device(name: str) -> torch.device:
+    """Return the torch device a ``device`` setting names (auto = CUDA when torch sees one)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -71,6 +76,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """Return the autocast dtype of a ``precision`` setting on ``device`` (fp16 only on CUDA)."""
     if name not in ("auto", "fp32", "fp16"):
         raise FrontEndError(f"unknown precision '{name}' (auto | fp32 | fp16)")
     # fp16 autocast only pays (and is only well supported) on CUDA.
@@ -89,7 +95,7 @@ class Backend(Protocol):
         """Keypoints (N,2) float32 pixels and the backend's own data for `match`."""
 
     def match(self, ref: FrameFeatures, cur: FrameFeatures) -> RawMatches:
-        """Matches of the reference frame's features against the current frame's."""
+        """Match the reference frame's features against the current frame's."""
 
 
 # ---------------------------------------------------------------------------------------------------------------

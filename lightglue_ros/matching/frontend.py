@@ -95,7 +95,7 @@ class FrontEndConfig:
 
 
 def load_mask_image(path: str) -> Optional[np.ndarray]:
-    """A mask file -> HxW bool (True = ignore: non-zero pixels); None when unset. Unreadable -> FrontEndError."""
+    """Read a mask file as HxW bool (True = ignore: non-zero pixels); None when unset, FrontEndError if unreadable."""
     if not path:
         return None
     mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
@@ -105,7 +105,7 @@ def load_mask_image(path: str) -> Optional[np.ndarray]:
 
 
 def make_backend(config, device: torch.device, dtype: torch.dtype) -> Backend:
-    """The backend a `FrontEndConfig` names (validated by `FrontEnd`), importing an optional one only when asked."""
+    """Build the backend a `FrontEndConfig` names (validated by `FrontEnd`); optional ones are imported only then."""
     if config.backend == "lightglue":
         return LightGlueBackend(config, device, dtype)
     if config.backend == "xfeat":
@@ -174,7 +174,7 @@ class FrontEnd:
 
     # ---- masks ------------------------------------------------------------------------------------------------
     def _ignore_mask(self, image: np.ndarray, mask: Optional[np.ndarray]) -> tuple[Optional[np.ndarray], str]:
-        """Combined boolean pixel mask (True = ignore), or a reason it cannot be built."""
+        """Combine the masks into one boolean pixel mask (True = ignore), or return why it cannot be built."""
         h, w = image.shape[:2]
         ignore = None
         for name, m in (("mask", mask), ("static mask", self.static_mask)):
@@ -266,9 +266,12 @@ class FrontEnd:
 
     @staticmethod
     def _refined(ref: FrameFeatures, cur: FrameFeatures, matches: np.ndarray) -> np.ndarray:
-        """The current keypoints with the matched ones aligned to their reference patches. Only this result sees
-        them: the frame's own keypoints (its descriptors' positions, and its points0 once it is the reference)
-        stay as detected, so every TrackResult pairs a detected reference point with its aligned match."""
+        """Return the current keypoints with the matched ones aligned to their reference patches.
+
+        Only this result sees them: the frame's own keypoints (its descriptors' positions, and its points0 once it
+        is the reference) stay as detected, so every TrackResult pairs a detected reference point with its aligned
+        match.
+        """
         from lightglue_ros.matching.refine import align_points
 
         kpts1 = cur.keypoints.copy()

@@ -253,7 +253,7 @@ class HFBackend:
 
     # ---- matching -----------------------------------------------------------------------------------------------
     def match(self, ref: FrameFeatures, cur: FrameFeatures) -> RawMatches:
-        """Matches of ``cur`` against ``ref``; pairwise mode also rewrites both frames' arrays (module docstring)."""
+        """Match ``cur`` against ``ref``; pairwise mode also rewrites both frames' arrays (module docstring)."""
         return self._match_streaming(ref, cur) if self.streaming else self._match_pair(ref, cur)
 
     @torch.inference_mode()
@@ -275,7 +275,7 @@ class HFBackend:
                                   prune.reshape(-1, 2, n)[0], ref.valid, cur.valid)
 
     def _detector_raw(self, m0, s0, prune, valid0: np.ndarray, valid1: np.ndarray) -> RawMatches:
-        """LightGlue's per-reference-point output -> RawMatches, masked points and low scores dropped."""
+        """Turn LightGlue's per-reference-point output into RawMatches, masked points and low scores dropped."""
         m0, s0 = m0.long().cpu().numpy(), s0.float().cpu().numpy()
         n1 = len(valid1)
         keep = (m0 > -1) & (m0 < n1) & valid0 & (s0 > max(self.config.hf_threshold, 0.0))
@@ -287,7 +287,7 @@ class HFBackend:
 
     @staticmethod
     def _prune_stats(prune, valid0: np.ndarray, valid1: np.ndarray) -> tuple[int, int, int]:
-        """LightGlue's ``prune`` counts the layers each point took part in: the pair stopped after the largest."""
+        """Read the stop layer and pruning from ``prune``: the layers each point took part in (stop = the largest)."""
         p = prune.long().cpu().numpy()
         p0, p1 = p[0, : len(valid0)][valid0], p[1, : len(valid1)][valid1]
         if not len(p0) and not len(p1):
@@ -324,7 +324,7 @@ class HFBackend:
         return RawMatches(matches, scores.astype(np.float32), stop, self.n_layers, pr0, pr1)
 
     def _pairs(self, out, w: int, h: int):
-        """The model's matched pairs in processed-image pixels, their scores, and LightGlue's layer stats."""
+        """Return the model's matched pairs in processed-image pixels, their scores, and LightGlue's layer stats."""
         size = torch.tensor([w, h], device=out.keypoints.device, dtype=torch.float32)
         kp = (out.keypoints[0].float() * size).cpu().numpy()  # (2,N,2)
         m, s = out.matches[0].long().cpu().numpy(), out.matching_scores[0].float().cpu().numpy()
@@ -350,7 +350,7 @@ class HFBackend:
 
     @staticmethod
     def _read_mask(frame: FrameFeatures) -> None:
-        """The front end marked every candidate pixel valid or not: that is the frame's pixel mask."""
+        """Read the frame's pixel mask from the front end's validity of every candidate pixel."""
         st = frame.data
         if st.mask_read or not st.fresh:
             return
@@ -364,7 +364,7 @@ class HFBackend:
         return ids
 
     def _associate(self, ref: FrameFeatures, p0: np.ndarray) -> np.ndarray:
-        """Indices of this pair's reference points in the reference's (rewritten) arrays; see the module docstring."""
+        """Index this pair's reference points in the reference's (rewritten) arrays; see the module docstring."""
         st = ref.data
         if st.fresh:  # arrays are still the candidate grid: this pair's points replace them
             anchors, kpts, ids = np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int64)

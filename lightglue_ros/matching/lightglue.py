@@ -61,6 +61,8 @@ CROSS_ATTENTION = ("auto", "fused", "shared")
 
 @dataclass
 class LightGlueConfig:
+    """LightGlue settings: the checkpoint (features), its architecture and the adaptive depth and width."""
+
     features: str = "aliked"  # aliked | disk | xfeat: picks the checkpoint and its architecture
     descriptor_dim: Optional[int] = None  # transformer width; None = the checkpoint's (256; LighterGlue 96)
     n_layers: Optional[int] = None  # None = the checkpoint's (9; LighterGlue 6)
@@ -94,6 +96,8 @@ class LightGlueConfig:
 
 @dataclass
 class MatchResult:
+    """Matches of one pair, their scores, the layer the matcher stopped at and the points it pruned."""
+
     matches: torch.Tensor  # (M,2) long, indices into keypoints0 / keypoints1
     scores: torch.Tensor  # (M,) float
     matches0: torch.Tensor  # (N0,) long, -1 = unmatched
@@ -136,17 +140,20 @@ def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(enc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Rotate feature pairs by the rotary positional encoding ``freqs`` (cos and sin stacked)."""
     return x * enc[0] + rotate_pairs(x) * enc[1]
 
 
 def feed_forward(dim: int) -> nn.Sequential:
-    """The update MLP of both attention blocks: [x | message] -> residual update."""
+    """Build the update MLP of both attention blocks: [x | message] -> residual update."""
     return nn.Sequential(
         nn.Linear(2 * dim, 2 * dim), nn.LayerNorm(2 * dim, elementwise_affine=True), nn.GELU(), nn.Linear(2 * dim, dim)
     )
 
 
 class SelfAttentionBlock(nn.Module):
+    """Self-attention within one image, keypoint positions entering through the rotary encoding."""
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -198,6 +205,8 @@ class CrossAttentionBlock(nn.Module):
 
 
 class TransformerLayer(nn.Module):
+    """One LightGlue layer: self-attention in each image, then cross-attention between them."""
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.self_attn = SelfAttentionBlock(dim, heads)
@@ -219,6 +228,8 @@ class TokenConfidence(nn.Module):
 
 
 class MatchAssignment(nn.Module):
+    """The assignment head: similarity of the projected descriptors plus each point's matchability."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.matchability = nn.Linear(dim, 1)
@@ -249,7 +260,8 @@ class MatchAssignment(nn.Module):
 def mutual_matches(scores: torch.Tensor, threshold: float):
     """Mutual nearest neighbours of the assignment whose probability exceeds ``threshold``.
 
-    Returns matches0 (M,), matches1 (N,) with -1 for unmatched, and the score of each of image 0's points."""
+    Returns matches0 (M,), matches1 (N,) with -1 for unmatched, and the score of each of image 0's points.
+    """
     s = scores[0, :-1, :-1]
     max0, max1 = s.max(1), s.max(0)
     m0, m1 = max0.indices, max1.indices
@@ -266,8 +278,11 @@ LEGACY_UNUSED = ("log_assignment.{}.r",)
 
 
 def matcher_state(state: dict, ckpt: Checkpoint) -> dict:
-    """The matcher's tensors of a checkpoint file, prefix removed. Keys that are neither the matcher's nor
-    known to be something else (``ignored_prefixes``) are kept, so that strict loading reports them."""
+    """Return the matcher's tensors of a checkpoint file, prefix removed.
+
+    Keys that are neither the matcher's nor known to be something else (``ignored_prefixes``) are kept, so that
+    strict loading reports them.
+    """
     if not ckpt.prefix:
         return state
     out = {}
@@ -295,6 +310,8 @@ def rename_legacy(state: dict, n_layers: int) -> dict:
 
 
 class LightGlue(nn.Module):
+    """LightGlue (Lindenberger et al., ICCV 2023) with adaptive depth and width; loads a checkpoint strictly."""
+
     def __init__(self, config: Optional[LightGlueConfig] = None, load_weights: bool = True):
         super().__init__()
         self.conf = conf = config or LightGlueConfig()
@@ -317,8 +334,10 @@ class LightGlue(nn.Module):
 
     # ---- adaptive depth and width -------------------------------------------------------------------------
     def should_stop(self, conf0: torch.Tensor, conf1: torch.Tensor, layer: int, num_points: int) -> bool:
-        """Stop when more than ``depth_confidence`` of all points are confident. Pruned points count as
-        confident: they left because they were sure to be unmatchable."""
+        """Stop when more than ``depth_confidence`` of all points are confident.
+
+        Pruned points count as confident: they left because they were sure to be unmatchable.
+        """
         threshold = self.confidence_thresholds[layer]
         unsure = (conf0 < threshold).sum() + (conf1 < threshold).sum()
         return bool(1.0 - unsure.float() / num_points > self.conf.depth_confidence)
@@ -336,8 +355,10 @@ class LightGlue(nn.Module):
     # ---- forward ------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def prepare(self, kpts: torch.Tensor, desc: torch.Tensor, size: Optional[torch.Tensor]):
-        """Per-image work that does not depend on the other image: projection and positional encoding.
-        The streaming front end caches this for the reference frame."""
+        """Do the per-image work that does not depend on the other image: projection and positional encoding.
+
+        The streaming front end caches this for the reference frame.
+        """
         kpts = kpts.reshape(1, -1, 2).float()
         desc = desc.reshape(1, kpts.shape[1], desc.shape[-1])
         return self.input_proj(desc), self.posenc(normalize_keypoints(kpts, size))

