@@ -46,9 +46,6 @@ REASON_NO_POSE = "no pose"
 # --------------------------------------------------------------------------------------------------------------
 
 
-PARALLAX_PERCENTILE = 80.0  # of the rotation-compensated flow, for RelativePose.trans_parallax_hi_px
-
-
 @dataclass
 class PoseConfig:
     """Estimator settings. `OdometryConfig` extends it, so an odometry config can be passed instead."""
@@ -100,9 +97,6 @@ class RelativePose:
     num_inliers: int = 0
     parallax_px: float = 0.0  # median inlier flow |p1 - p0| (pixels, undistorted)
     trans_parallax_px: float = 0.0  # median rotation-compensated flow (what translation causes)
-    # Its 80th percentile: driving forward, the far points near the focus of expansion barely move while the near
-    # ones (the road) carry the translation, so the median understates the parallax a pair can triangulate.
-    trans_parallax_hi_px: float = 0.0
     covariance: np.ndarray = field(default_factory=lambda: np.eye(6))
     sigma_px: float = 0.0  # reprojection residual standard deviation used for the covariance
     metric: bool = False
@@ -248,13 +242,11 @@ def relative_pose(pts0, pts1, cam0: Camera, cam1: Camera, cfg=None) -> RelativeP
     # rotation E is degenerate and its translation is arbitrary, its rotation not always trustworthy.
     R_rot = fit_rotation(K0, K1, p0[inl], p1[inl])
     rot_flow = float(np.median(rotation_compensated_flow(K0, K1, R_rot, p0[inl], p1[inl])))
-    trans_flow = rotation_compensated_flow(K0, K1, R_1_0, p0[inl], p1[inl])
-    res.trans_parallax_px = float(np.median(trans_flow))
-    res.trans_parallax_hi_px = float(np.percentile(trans_flow, PARALLAX_PERCENTILE))
+    res.trans_parallax_px = float(np.median(rotation_compensated_flow(K0, K1, R_1_0, p0[inl], p1[inl])))
     if rot_flow < cfg.rotation_px:
         res.reason = REASON_ROTATION
         res.R, res.t = rotation_estimate(K0, K1, R_rot, R_1_0, t_1_0, p0[inl], p1[inl], rot_flow).T, np.zeros(3)
-        res.trans_parallax_px = res.trans_parallax_hi_px = rot_flow
+        res.trans_parallax_px = rot_flow
         return res
     X0, d0, d1 = triangulate(K0, K1, T_1_0, p0[inl], p1[inl])
     front = np.isfinite(d0) & (d0 > 0) & (d1 > 0)

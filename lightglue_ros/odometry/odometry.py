@@ -97,9 +97,7 @@ class OdometryConfig(PoseConfig):
     max_depth: float = param(20.0, "Farthest valid depth (m).", lo=0.0, hi=1000.0)
     depth_interpolation: str = param("nearest", "Depth lookup at keypoints: nearest or bilinear.",
                                      choices=("nearest", "bilinear"))
-    init_min_parallax_px: float = param(10.0, "Monocular: rotation-compensated flow of the 80th-percentile "
-                                        "match needed to initialise (px; near points carry the translation "
-                                        "when driving).",
+    init_min_parallax_px: float = param(10.0, "Monocular: rotation-compensated flow needed to initialise (px).",
                                         lo=0.0, hi=10000.0)
     camera_height: float = param(0.0, "Monocular ground robots: camera height above the ground (m; 0 = off). At "
                                  "each keyframe a plane fitted to the triangulated points below the horizon sets "
@@ -529,12 +527,11 @@ class VisualOdometry:
             return self._rotation_only(track, stamp, est, "initialising: pure rotation", may_promote=True)
         if not est.ok:
             return self._failure(stamp, est.reason)
-        if est.trans_parallax_hi_px < cfg.init_min_parallax_px:
+        if est.trans_parallax_px < cfg.init_min_parallax_px:
             # Too little translation to fix a scale, but the rotation is measured: a camera that turns while
             # (re)initialising must turn in the odometry too, not jump when parallax finally arrives.
             return self._rotation_only(track, stamp, est, (
-                f"initialising: waiting for parallax ({est.trans_parallax_hi_px:.1f} < "
-                f"{cfg.init_min_parallax_px:g} px)"),
+                f"initialising: waiting for parallax ({est.trans_parallax_px:.1f} < {cfg.init_min_parallax_px:g} px)"),
                 may_promote=False)
         first = self._speed is None and self._last_step is None
         baseline = self._seed_baseline(stamp)
