@@ -83,3 +83,23 @@ def image_to_tensor(image: np.ndarray, device="cpu", rgb: bool = False):
     t = torch.from_numpy(np.ascontiguousarray(img)).to(device, non_blocking=True)
     t = t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
     return t.float().div_(full_scale)
+
+
+def check_tensor_image(image):
+    """Validate one float image tensor for an extractor: [1,C,H,W] (or [C,H,W]), C 1 or 3, non-empty.
+
+    Returns it as [1,C,H,W]; a ValueError says what is wrong (the extractors' one check, ALIKED's and XFeat's).
+    """
+    import torch  # only the learned extractors call this
+
+    if not isinstance(image, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor image, got {type(image).__name__} (see extract_numpy)")
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] not in (1, 3):
+        raise ValueError(f"expected one image [1,3,H,W] or [1,1,H,W], got shape {tuple(image.shape)}")
+    if image.shape[-1] == 0 or image.shape[-2] == 0:
+        raise ValueError(f"empty image (shape {tuple(image.shape)})")
+    if not image.is_floating_point():
+        raise ValueError(f"expected a float image in [0,1], got {image.dtype}")
+    return image

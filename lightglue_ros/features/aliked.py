@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightglue_ros.core.image import image_to_tensor
+from lightglue_ros.core.image import check_tensor_image, image_to_tensor
 from lightglue_ros.features.weights import find_weights
 
 
@@ -743,16 +743,7 @@ class ALIKED(nn.Module):
         return self.score_head[0].weight.device
 
     def _check(self, image: torch.Tensor) -> torch.Tensor:
-        if not isinstance(image, torch.Tensor):
-            raise ValueError(f"expected a torch.Tensor image, got {type(image).__name__} (see extract_numpy)")
-        if image.dim() == 3:
-            image = image[None]
-        if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] not in (1, 3):
-            raise ValueError(f"expected one image [1,3,H,W] or [1,1,H,W], got shape {tuple(image.shape)}")
-        if image.shape[-1] == 0 or image.shape[-2] == 0:
-            raise ValueError(f"empty image (shape {tuple(image.shape)})")
-        if not image.is_floating_point():
-            raise ValueError(f"expected a float image in [0,1], got {image.dtype}")
+        image = check_tensor_image(image)
         if image.shape[1] == 1:
             image = image.expand(1, 3, *image.shape[-2:])
         weight = self.score_head[0].weight

@@ -576,13 +576,9 @@ def backend_config(spec: str, **fields):
     return cfg
 
 
-def run_accuracy_bench(args) -> dict:
-    """Run the pipeline and the pair pose AUC per backend on a source with ground truth; a JSON-ready dict."""
-    from lightglue_ros.odometry.runner import run_sequence
-    from lightglue_ros.io.datasets import open_sequence
-    from lightglue_ros.matching.frontend import DETECTORS, FrontEnd
-    from lightglue_ros.odometry.odometry import OdometryConfig
-    from lightglue_ros.odometry.pipeline import PipelineConfig
+def backend_configs(args) -> list:
+    """Return (spec, FrontEndConfig) for each of ``args.backends``; UserError naming the unknown ones."""
+    from lightglue_ros.matching.frontend import DETECTORS
 
     specs = [b.strip() for b in args.backends.split(",") if b.strip()]
     backends = [(b, backend_config(b, max_keypoints=args.max_keypoints, device=args.device)) for b in specs]
@@ -590,6 +586,18 @@ def run_accuracy_bench(args) -> dict:
     if bad or not backends:
         raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue, xfeat, "
                         f"orb, sift, hf:ID_OR_DIR; lightglue takes :{' :'.join(sorted(DETECTORS + ('norefine',)))}")
+    return backends
+
+
+def run_accuracy_bench(args) -> dict:
+    """Run the pipeline and the pair pose AUC per backend on a source with ground truth; a JSON-ready dict."""
+    from lightglue_ros.odometry.runner import run_sequence
+    from lightglue_ros.io.datasets import open_sequence
+    from lightglue_ros.matching.frontend import FrontEnd
+    from lightglue_ros.odometry.odometry import OdometryConfig
+    from lightglue_ros.odometry.pipeline import PipelineConfig
+
+    backends = backend_configs(args)
     _set_threads(args.threads)
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
@@ -678,15 +686,9 @@ def two_view_chain(frames, fe_cfg, pose_cfg) -> tuple[list, list, list, list]:
 def run_chain_bench(args) -> dict:
     """Chain consecutive two-view poses per backend, with true and with unit steps; a JSON-ready dict."""
     from lightglue_ros.io.datasets import open_sequence
-    from lightglue_ros.matching.frontend import DETECTORS
     from lightglue_ros.odometry.odometry import OdometryConfig
 
-    specs = [b.strip() for b in args.backends.split(",") if b.strip()]
-    backends = [(b, backend_config(b, max_keypoints=args.max_keypoints, device=args.device)) for b in specs]
-    bad = [b for b, cfg in backends if cfg is None]
-    if bad or not backends:
-        raise UserError(f"--backends: unknown backend(s) {', '.join(bad) or '(none)'}; choose from lightglue, orb, "
-                        f"sift, hf:ID_OR_DIR; lightglue takes :{' :'.join(sorted(DETECTORS + ('norefine',)))}")
+    backends = backend_configs(args)
     _set_threads(args.threads)
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
