@@ -64,6 +64,16 @@ def width_confidence(config) -> float:
     return config.width_confidence if config.width_confidence != 0 else WIDTH_CONFIDENCE.get(config.backend, 0.99)
 
 
+def lightglue_matcher(config, features: str, device: torch.device):
+    """Build our LightGlue for ``features`` (aliked | xfeat) with the front end's confidences, threshold, weights."""
+    from lightglue_ros.matching.lightglue import LightGlue, LightGlueConfig
+
+    conf = LightGlueConfig(features=features, depth_confidence=config.depth_confidence,
+                           width_confidence=width_confidence(config), filter_threshold=config.filter_threshold,
+                           weights=config.weights)
+    return LightGlue(conf).to(device).eval()
+
+
 def resolve_device(name: str) -> torch.device:
     """Return the torch device a ``device`` setting names (auto = CUDA when torch sees one)."""
     if name == "auto":
@@ -108,7 +118,6 @@ class LightGlueBackend:
 
     def __init__(self, config, device: torch.device, dtype: torch.dtype):
         from lightglue_ros.features.aliked import ALIKED, AlikedConfig
-        from lightglue_ros.matching.lightglue import LightGlue, LightGlueConfig
 
         self.config, self.device, self.dtype = config, device, dtype
         self.extractor = ALIKED(
@@ -120,15 +129,7 @@ class LightGlueBackend:
                 weights=config.aliked_weights,
             )
         ).to(device).eval()
-        self.matcher = LightGlue(
-            LightGlueConfig(
-                features="aliked",
-                depth_confidence=config.depth_confidence,
-                width_confidence=width_confidence(config),
-                filter_threshold=config.filter_threshold,
-                weights=config.weights,
-            )
-        ).to(device).eval()
+        self.matcher = lightglue_matcher(config, "aliked", device)
         self.n_layers = self.matcher.conf.n_layers
         # DoG keypoints: SIFT's scale-space extrema, sub-pixel and scale-covariant. On the TUM 1 s pairs they
         # lift LightGlue's pose AUC@10 from 0.864 (ALIKED's keypoints) to 0.896 (SIFT: 0.901) and keep twice

@@ -22,8 +22,7 @@ import torch
 
 from lightglue_ros.features.xfeat import XFeat, XFeatConfig
 
-from .backends import FrameFeatures, RawMatches, width_confidence
-from .lightglue import LightGlue, LightGlueConfig
+from .backends import FrameFeatures, RawMatches, lightglue_matcher
 
 CHANNEL_MEAN = np.full((1, 3), 1.0 / (3 * 255.0), np.float32)  # uint8 RGB -> mean in [0, 1]
 
@@ -49,15 +48,7 @@ class XFeatBackend:
         if config.detection_threshold > 0:
             xconf.detection_threshold = config.detection_threshold
         self.extractor = XFeat(xconf).to(device).eval()
-        self.matcher = LightGlue(
-            LightGlueConfig(
-                features="xfeat",
-                depth_confidence=config.depth_confidence,
-                width_confidence=width_confidence(config),
-                filter_threshold=config.filter_threshold,
-                weights=config.weights,
-            )
-        ).to(device).eval()
+        self.matcher = lightglue_matcher(config, "xfeat", device)
         self.n_layers = self.matcher.conf.n_layers
 
     def _autocast(self, matching: bool = False):
