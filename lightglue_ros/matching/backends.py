@@ -74,6 +74,23 @@ def lightglue_matcher(config, features: str, device: torch.device):
     return LightGlue(conf).to(device).eval()
 
 
+def match_cached(matcher, ref: FrameFeatures, cur: FrameFeatures, device: torch.device) -> RawMatches:
+    """Match two frames with our LightGlue on the inputs their ``extract`` cached, ignored keypoints masked out.
+
+    ``data`` of both frames holds ``kpts``, ``desc`` and ``prepared`` (``LightGlue.prepare``); the caller chooses the
+    autocast around the call (the aliked and xfeat backends differ there).
+    """
+    d0, d1 = ref.data, cur.data
+    masks = {}
+    if not ref.valid.all() or not cur.valid.all():
+        masks = {"mask0": torch.from_numpy(ref.valid).to(device), "mask1": torch.from_numpy(cur.valid).to(device)}
+    r = matcher(d0["kpts"], d0["desc"], d1["kpts"], d1["desc"], prepared0=d0["prepared"], prepared1=d1["prepared"],
+                **masks)
+    return RawMatches(matches=r.matches.cpu().numpy().astype(np.int64),
+                      scores=r.scores.float().cpu().numpy().astype(np.float32), stop_layer=r.stop_layer,
+                      n_layers=matcher.conf.n_layers, pruned0=r.pruned0, pruned1=r.pruned1)
+
+
 def resolve_device(name: str) -> torch.device:
     """Return the torch device a ``device`` setting names (auto = CUDA when torch sees one)."""
     if name == "auto":
@@ -166,21 +183,8 @@ class LightGlueBackend:
 
     @torch.inference_mode()
     def match(self, ref: FrameFeatures, cur: FrameFeatures) -> RawMatches:
-        d0, d1 = ref.data, cur.data
-        masks = {}
-        if not ref.valid.all() or not cur.valid.all():
-            masks = {
-                "mask0": torch.from_numpy(ref.valid).to(self.device),
-                "mask1": torch.from_numpy(cur.valid).to(self.device),
-            }
         with self._autocast():
-            r = self.matcher(d0["kpts"], d0["desc"], d1["kpts"], d1["desc"],
-                             prepared0=d0["prepared"], prepared1=d1["prepared"], **masks)
-        return RawMatches(
-            matches=r.matches.cpu().numpy().astype(np.int64),
-            scores=r.scores.float().cpu().numpy().astype(np.float32),
-            stop_layer=r.stop_layer, n_layers=self.n_layers, pruned0=r.pruned0, pruned1=r.pruned1,
-        )
+            return match_cached(self.matcher, ref, cur, self.device)
 
 
 class OpenCVBackend:

@@ -22,7 +22,7 @@ import torch
 
 from lightglue_ros.features.xfeat import XFeat, XFeatConfig
 
-from .backends import FrameFeatures, RawMatches, lightglue_matcher
+from .backends import FrameFeatures, RawMatches, lightglue_matcher, match_cached
 
 CHANNEL_MEAN = np.full((1, 3), 1.0 / (3 * 255.0), np.float32)  # uint8 RGB -> mean in [0, 1]
 
@@ -83,18 +83,5 @@ class XFeatBackend:
 
     @torch.inference_mode()
     def match(self, ref: FrameFeatures, cur: FrameFeatures) -> RawMatches:
-        d0, d1 = ref.data, cur.data
-        masks = {}
-        if not ref.valid.all() or not cur.valid.all():
-            masks = {
-                "mask0": torch.from_numpy(ref.valid).to(self.device),
-                "mask1": torch.from_numpy(cur.valid).to(self.device),
-            }
         with self._autocast(matching=True):
-            r = self.matcher(d0["kpts"], d0["desc"], d1["kpts"], d1["desc"],
-                             prepared0=d0["prepared"], prepared1=d1["prepared"], **masks)
-        return RawMatches(
-            matches=r.matches.cpu().numpy().astype(np.int64),
-            scores=r.scores.float().cpu().numpy().astype(np.float32),
-            stop_layer=r.stop_layer, n_layers=self.n_layers, pruned0=r.pruned0, pruned1=r.pruned1,
-        )
+            return match_cached(self.matcher, ref, cur, self.device)
