@@ -262,19 +262,20 @@ def _stop_and_prune(out: dict) -> tuple[int, float]:
     return stop, n_pruned / max(1, len(p0) + len(p1))
 
 
-def bench_reference_pairwise(frames: list, r: Reference, runs: int) -> Timing:
-    """Official API on a video: for every pair, extract both images, then match."""
+def time_pairwise(frames: list, extract: Callable, match: Callable, runs: int, device: str = "cpu") -> Timing:
+    """Time a pairwise pipeline on a video: for every pair, ``extract`` both images, then ``match`` them.
+
+    ``extract(image) -> dict`` with ``keypoints``; ``match(f0, f1) -> dict`` with ``matches``, ``stop``, ``prune0/1``.
+    """
     def pair(i):
-        _sync(r.device)
+        _sync(device)
         t0 = time.perf_counter()
-        f0 = r.extract(r.aliked, frames[i - 1], device=r.device)
-        f1 = r.extract(r.aliked, frames[i], device=r.device)
-        _sync(r.device)
+        f0, f1 = extract(frames[i - 1]), extract(frames[i])
+        _sync(device)
         t1 = time.perf_counter()
-        out = r.match(r.matcher, f0, f1)
-        _sync(r.device)
-        t2 = time.perf_counter()
-        return f1, out, (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        out = match(f0, f1)
+        _sync(device)
+        return f1, out, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
 
     for i in range(1, min(len(frames), WARMUP_FRAMES + 1)):
         pair(i)
@@ -284,6 +285,12 @@ def bench_reference_pairwise(frames: list, r: Reference, runs: int) -> Timing:
             f1, out, ext, mat = pair(i)
             _record_ref(t, out, f1, ext, mat)
     return t
+
+
+def bench_reference_pairwise(frames: list, r: Reference, runs: int) -> Timing:
+    """Official API on a video: for every pair, extract both images, then match."""
+    return time_pairwise(frames, lambda img: r.extract(r.aliked, img, device=r.device),
+                         lambda f0, f1: r.match(r.matcher, f0, f1), runs, r.device)
 
 
 def _record_ref(t: Timing, out: dict, f1: dict, ext: Optional[float], mat: float) -> None:
@@ -344,21 +351,7 @@ def bench_xfeat_reference_pairwise(frames: list, max_keypoints: int, runs: int) 
     except Exception as exc:  # not installed: our rows still run
         return None, f"xfeat reference not available ({type(exc).__name__}: {exc})"
 
-    def pair(i):
-        t0 = time.perf_counter()
-        f0, f1 = r.extract(frames[i - 1]), r.extract(frames[i])
-        t1 = time.perf_counter()
-        out = r.match(f0, f1)
-        return f1, out, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
-
-    for i in range(1, min(len(frames), WARMUP_FRAMES + 1)):
-        pair(i)
-    t = Timing()
-    for _ in range(runs):
-        for i in range(1, len(frames)):
-            f1, out, ext, mat = pair(i)
-            _record_ref(t, out, f1, ext, mat)
-    return t, r.note
+    return time_pairwise(frames, r.extract, r.match, runs), r.note
 
 
 def frontend_specs(spec: str) -> list[str]:
@@ -589,19 +582,26 @@ def backend_configs(args) -> list:
     return backends
 
 
-def run_accuracy_bench(args) -> dict:
-    """Run the pipeline and the pair pose AUC per backend on a source with ground truth; a JSON-ready dict."""
-    from lightglue_ros.odometry.runner import run_sequence
+def backends_and_gt_sequence(args, command: str) -> tuple[list, object]:
+    """Return `backend_configs` and the opened ``args.source`` (threads set); UserError when it has no GT."""
     from lightglue_ros.io.datasets import open_sequence
-    from lightglue_ros.matching.frontend import FrontEnd
-    from lightglue_ros.odometry.odometry import OdometryConfig
-    from lightglue_ros.odometry.pipeline import PipelineConfig
 
     backends = backend_configs(args)
     _set_threads(args.threads)
     seq = open_sequence(args.source, max_frames=args.max_frames)
     if not seq.has_gt:
-        raise UserError(f"bench accuracy needs ground truth; {args.source} ({seq.kind}) has none")
+        raise UserError(f"{command} needs ground truth; {args.source} ({seq.kind}) has none")
+    return backends, seq
+
+
+def run_accuracy_bench(args) -> dict:
+    """Run the pipeline and the pair pose AUC per backend on a source with ground truth; a JSON-ready dict."""
+    from lightglue_ros.odometry.runner import run_sequence
+    from lightglue_ros.matching.frontend import FrontEnd
+    from lightglue_ros.odometry.odometry import OdometryConfig
+    from lightglue_ros.odometry.pipeline import PipelineConfig
+
+    backends, seq = backends_and_gt_sequence(args, "bench accuracy")
     od = OdometryConfig()  # one PoseLib setting for every backend
     pair_cfg = two_view_config(od)
     results = []
@@ -685,14 +685,9 @@ def two_view_chain(frames, fe_cfg, pose_cfg) -> tuple[list, list, list, list]:
 
 def run_chain_bench(args) -> dict:
     """Chain consecutive two-view poses per backend, with true and with unit steps; a JSON-ready dict."""
-    from lightglue_ros.io.datasets import open_sequence
     from lightglue_ros.odometry.odometry import OdometryConfig
 
-    backends = backend_configs(args)
-    _set_threads(args.threads)
-    seq = open_sequence(args.source, max_frames=args.max_frames)
-    if not seq.has_gt:
-        raise UserError(f"bench chain needs ground truth; {args.source} ({seq.kind}) has none")
+    backends, seq = backends_and_gt_sequence(args, "bench chain")
     pose_cfg = two_view_config(OdometryConfig())
     results = []
     for backend, fe_cfg in backends:
@@ -731,6 +726,17 @@ def cmd_chain(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- parser
 
+def _add_gt_bench_args(p, backends: str, backends_help: str) -> None:
+    """Add what `bench accuracy` and `bench chain` share: SOURCE, --backends and the front-end settings."""
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("--backends", default=backends, help=backends_help)
+    p.add_argument("--max-frames", type=positive_int, metavar="N")
+    p.add_argument("--max-keypoints", type=positive_int, default=1024, metavar="N")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
+    p.add_argument("--json", metavar="FILE")
+
+
 def add_parser(subparsers) -> None:
     """Add the `bench` command (`frontend`, `accuracy` and `chain`)."""
     p = subparsers.add_parser("bench", help="speed (frontend) and accuracy benchmarks",
@@ -762,17 +768,11 @@ def add_parser(subparsers) -> None:
                                    "(error = max(rotation, translation direction); failures count as infinite). "
                                    "Pairs use the odometry's PoseLib settings without its small-parallax and "
                                    "pure-rotation refusals, scoring what the estimator returns, as in the papers.")
-    a.add_argument("source", metavar="SOURCE")
-    a.add_argument("--backends", default="lightglue,sift,orb",
-                   help="comma-separated (lightglue,xfeat,sift,orb); lightglue:dog picks DoG keypoints, "
-                        "lightglue:norefine skips the patch alignment of matched points, hf:ID_OR_DIR runs a "
-                        "transformers model (pip install .[hf])")
-    a.add_argument("--max-frames", type=positive_int, metavar="N")
-    a.add_argument("--max-keypoints", type=positive_int, default=1024, metavar="N")
+    _add_gt_bench_args(a, "lightglue,sift,orb",
+                       "comma-separated (lightglue,xfeat,sift,orb); lightglue:dog picks DoG keypoints, "
+                       "lightglue:norefine skips the patch alignment of matched points, hf:ID_OR_DIR runs a "
+                       "transformers model (pip install .[hf])")
     a.add_argument("--pairs-gap", type=positive_int, default=1, metavar="K", help="pair frame i with i+K (1)")
-    a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    a.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
-    a.add_argument("--json", metavar="FILE")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_accuracy)
 
@@ -782,11 +782,5 @@ def add_parser(subparsers) -> None:
                                    "refusals), chained once with the true step lengths (from GT) and once with "
                                    "unit steps; each chain scored like a run: Sim(3) ATE, heading error with the "
                                    "first pose aligned, per-frame rotation error, scale of the steps.")
-    c.add_argument("source", metavar="SOURCE")
-    c.add_argument("--backends", default="lightglue,sift", help="comma-separated, as for `bench accuracy`")
-    c.add_argument("--max-frames", type=positive_int, metavar="N")
-    c.add_argument("--max-keypoints", type=positive_int, default=1024, metavar="N")
-    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    c.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
-    c.add_argument("--json", metavar="FILE")
+    _add_gt_bench_args(c, "lightglue,sift", "comma-separated, as for `bench accuracy`")
     c.set_defaults(func=cmd_chain)
