@@ -311,22 +311,14 @@ def drift_report(est_stamps, est_poses, gt_stamps, gt_poses, at: Sequence[int] =
     reported). The scale ratios are `step_scale_ratios` after the Sim(3) fit (``scale_start`` / ``scale_end``:
     the first and last window, ``scale_min`` / ``scale_max``: over the run).
     """
-    gt_stamps = np.asarray(gt_stamps, float)
-    pairs = []
-    for i, stamp in enumerate(est_stamps):
-        j = int(np.argmin(np.abs(gt_stamps - stamp)))
-        if abs(gt_stamps[j] - stamp) <= max_diff:
-            pairs.append((i, j))
-    if len(pairs) < 3:
-        raise EvaluationError(f"only {len(pairs)} estimated poses share a stamp with the ground truth")
-    est = [np.asarray(est_poses[i], float) for i, _ in pairs]
-    gt = [np.asarray(gt_poses[j], float) for _, j in pairs]
-    stamps = [float(gt_stamps[j]) for _, j in pairs]
-    result, _, _ = evaluate(trajectory_from_poses(stamps, est, "estimate"),
-                            trajectory_from_poses(stamps, gt, "groundtruth"), mono=True, max_diff=max_diff)
+    # evaluate associates the stamps (evo) and returns the estimate after its Sim(3) fit: the heading errors do not
+    # see that fit (first poses aligned), and the step ratios come out with its scale applied.
+    result, est_a, gt_a = evaluate(trajectory_from_poses(est_stamps, est_poses, "estimate"),
+                                   trajectory_from_poses(gt_stamps, gt_poses, "groundtruth"), mono=True,
+                                   max_diff=max_diff)
+    est, gt = est_a.poses_se3, gt_a.poses_se3
     heading = heading_errors(est, gt)
-    ratios = step_scale_ratios(np.array([T[:3, 3] for T in est]), np.array([T[:3, 3] for T in gt]),
-                               result.scale if math.isfinite(result.scale) else 1.0, window)
+    ratios = step_scale_ratios(est_a.positions_xyz, gt_a.positions_xyz, 1.0, window)
     finite = ratios[np.isfinite(ratios)]
     marks = sorted({min(int(k), len(est) - 1) for k in at} | {len(est) - 1})
     return {
