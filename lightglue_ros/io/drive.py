@@ -48,6 +48,7 @@ import numpy as np
 
 from lightglue_ros.core.lie import rot_x, rot_y, rot_z
 from lightglue_ros.core.types import Camera
+from lightglue_ros.geometry.resize import scale_camera
 from lightglue_ros.io.raycast import Quad, cross3, pixel_rect, quad_homography
 
 #: KITTI odometry, sequences 00-02, camera 0 (grey, rectified): size and intrinsics.
@@ -923,9 +924,8 @@ def car_quads(scene: DriveScene, s_camera: float, index: int) -> list[Quad]:
 
 def drive_camera(width: int = KITTI_WIDTH, height: int = KITTI_HEIGHT) -> Camera:
     """Return KITTI's rectified camera 0 scaled to width x height (pixel centres at integer coordinates)."""
-    sx, sy = width / KITTI_WIDTH, height / KITTI_HEIGHT
-    return Camera.pinhole(width, height, KITTI_F * sx, KITTI_F * sy, (KITTI_CX + 0.5) * sx - 0.5,
-                          (KITTI_CY + 0.5) * sy - 0.5)
+    kitti = Camera.pinhole(KITTI_WIDTH, KITTI_HEIGHT, KITTI_F, KITTI_F, KITTI_CX, KITTI_CY)
+    return scale_camera(kitti, width / KITTI_WIDTH, height / KITTI_HEIGHT)
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
