@@ -612,7 +612,10 @@ def _ground_values(seed: int, marks: _Marks, xs: np.ndarray, zs: np.ndarray, s: 
     zi, xi = np.nonzero(near)
     s, d = s[near].astype(np.float64), d[near].astype(np.float64)
     field_tone = img[near]
-    asph_tone = _octaves(seed, xs, zs, texel, ((14, 25.0, 7),))
+    # Asphalt as a car camera sees it: tone swings over metres, and at 5-40 cm the stains, tar seams and
+    # aggregate that give real roads most of their corners within 15 m of the camera (the road close by is where
+    # monocular driving gets its parallax, and where points leave the view within a few frames).
+    asph_tone = _octaves(seed, xs, zs, texel, ((14, 25.0, 7), (16, 0.4, 16), (17, 0.16, 14), (18, 0.07, 10)))
     wear_map = _octaves(seed, xs, zs, texel, ((15, 1.5, 0.35),))
     ad = np.abs(d)
     w = texel
