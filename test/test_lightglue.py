@@ -143,6 +143,23 @@ def test_masked_points_never_matched_and_change_nothing_else(real_pairs):
             assert torch.equal(same.matches, base.matches), name
 
 
+def test_cached_first_self_attention_is_the_pairwise_result(real_pairs):
+    """``prepare`` caches each image's first self-attention for streaming; reusing it, with or without a mask on
+    either image, gives exactly what one pairwise call gives."""
+    ours = LightGlue()
+    for name, f0, f1 in real_pairs[:2]:
+        prep0 = ours.prepare(f0["keypoints"], f0["descriptors"], f0["image_size"])
+        prep1 = ours.prepare(f1["keypoints"], f1["descriptors"], f1["image_size"])
+        mask0 = torch.ones(len(f0["keypoints"]), dtype=torch.bool)
+        mask0[::7] = False
+        for kw in ({}, {"mask0": mask0}, {"mask1": torch.ones(len(f1["keypoints"]), dtype=torch.bool)}):
+            pairwise = ours_match(ours, f0, f1, **kw)
+            cached = ours_match(ours, f0, f1, prepared0=prep0, prepared1=prep1, **kw)
+            assert cached.stop_layer == pairwise.stop_layer, name
+            assert torch.equal(cached.matches, pairwise.matches), (name, kw.keys())
+            assert torch.equal(cached.scores, pairwise.scores), (name, kw.keys())
+
+
 def test_no_keypoints_gives_empty_result():
     ours = LightGlue()
     k = torch.rand(50, 2) * 100

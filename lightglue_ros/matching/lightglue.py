@@ -355,13 +355,18 @@ class LightGlue(nn.Module):
     # ---- forward ------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def prepare(self, kpts: torch.Tensor, desc: torch.Tensor, size: Optional[torch.Tensor]):
-        """Do the per-image work that does not depend on the other image: projection and positional encoding.
+        """Do the per-image work that does not depend on the other image.
 
-        The streaming front end caches this for the reference frame.
+        That is the projection, the positional encoding and the first layer's self-attention: it is the last
+        step before the images meet in cross-attention. Returns ``(x, enc, x_self)``. The streaming front end
+        caches this per frame, so a keyframe matched against many frames runs its first self-attention once
+        (the same tensors as computing it in ``forward``; masks are applied before the first layer, so a
+        masked image recomputes it from ``x``).
         """
         kpts = kpts.reshape(1, -1, 2).float()
         desc = desc.reshape(1, kpts.shape[1], desc.shape[-1])
-        return self.input_proj(desc), self.posenc(normalize_keypoints(kpts, size))
+        x, enc = self.input_proj(desc), self.posenc(normalize_keypoints(kpts, size))
+        return x, enc, self.transformers[0].self_attn(x, enc) if x.shape[1] > 0 else x
 
     @torch.inference_mode()
     def forward(
@@ -379,8 +384,8 @@ class LightGlue(nn.Module):
     ) -> MatchResult:
         """Match two keypoint sets. ``size`` = (w, h) of each image; ``mask`` True = valid point."""
         n0, n1 = kpts0.reshape(-1, 2).shape[0], kpts1.reshape(-1, 2).shape[0]
-        x0, enc0 = prepared0 if prepared0 is not None else self.prepare(kpts0, desc0, size0)
-        x1, enc1 = prepared1 if prepared1 is not None else self.prepare(kpts1, desc1, size1)
+        x0, enc0, self0 = prepared0 if prepared0 is not None else self.prepare(kpts0, desc0, size0)
+        x1, enc1, self1 = prepared1 if prepared1 is not None else self.prepare(kpts1, desc1, size1)
         device = x0.device
         ind0 = torch.arange(n0, device=device)
         ind1 = torch.arange(n1, device=device)
@@ -388,9 +393,12 @@ class LightGlue(nn.Module):
             ind0 = ind0[mask0.reshape(-1).to(device).bool()]
         if mask1 is not None:
             ind1 = ind1[mask1.reshape(-1).to(device).bool()]
-        if mask0 is not None or mask1 is not None:
-            x0, enc0 = x0[:, ind0], enc0[..., ind0, :]
-            x1, enc1 = x1[:, ind1], enc1[..., ind1, :]
+        # A masked point must not be attended to from the first layer on: the masked image's cached first
+        # self-attention saw it, so that image runs its first layer again on the points left.
+        if mask0 is not None and len(ind0) < n0:
+            x0, enc0, self0 = x0[:, ind0], enc0[..., ind0, :], None
+        if mask1 is not None and len(ind1) < n1:
+            x1, enc1, self1 = x1[:, ind1], enc1[..., ind1, :], None
         valid0, valid1 = len(ind0), len(ind1)
         layers_run0 = torch.zeros(n0, dtype=torch.long, device=device)
         layers_run1 = torch.zeros(n1, dtype=torch.long, device=device)
@@ -403,7 +411,13 @@ class LightGlue(nn.Module):
         for layer in range(self.conf.n_layers):
             if x0.shape[1] == 0 or x1.shape[1] == 0:
                 break
-            x0, x1 = self.transformers[layer](x0, x1, enc0, enc1)
+            if layer == 0:
+                block = self.transformers[0]
+                x0 = self0 if self0 is not None else block.self_attn(x0, enc0)
+                x1 = self1 if self1 is not None else block.self_attn(x1, enc1)
+                x0, x1 = block.cross_attn(x0, x1)
+            else:
+                x0, x1 = self.transformers[layer](x0, x1, enc0, enc1)
             layers_run0[ind0] += 1
             layers_run1[ind1] += 1
             if layer == last:
