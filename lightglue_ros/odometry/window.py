@@ -56,19 +56,19 @@ class KeyframeWindow:
         alive = set().union(*(kf.obs.keys() for kf in self.keyframes))
         self.points = {i: X for i, X in self.points.items() if i in alive}
 
-    def rescale(self, r: float) -> np.ndarray:
-        """Scale the window (poses and points) by ``r`` about the oldest keyframe's centre; return the newest pose.
+    def rescale(self, r: float) -> None:
+        """Scale the window (poses and points) by ``r`` about the newest keyframe's centre.
 
         camera_height corrects the scale of the whole window, so the next adjustment's gauge (the oldest baseline)
-        carries the corrected scale instead of pulling the newest keyframe back to the old one.
+        carries the corrected scale instead of pulling the map back to the old one; the newest keyframe, the
+        pose the odometry goes on from, stays where it is.
         """
-        c0 = self.keyframes[0].pose[:3, 3].copy()
+        c = self.keyframes[-1].pose[:3, 3].copy()
         for kf in self.keyframes:
             kf.pose = kf.pose.copy()
-            kf.pose[:3, 3] = c0 + r * (kf.pose[:3, 3] - c0)
+            kf.pose[:3, 3] = c + r * (kf.pose[:3, 3] - c)
         for i in self.points:
-            self.points[i] = c0 + r * (self.points[i] - c0)
-        return self.keyframes[-1].pose.copy()
+            self.points[i] = c + r * (self.points[i] - c)
 
     def build(self, K: np.ndarray):
         """(BundleWindow, point ids) of the points seen by >= 2 keyframes, or (None, reason)."""
