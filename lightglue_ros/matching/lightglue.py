@@ -120,28 +120,34 @@ def normalize_keypoints(kpts: torch.Tensor, size: Optional[torch.Tensor]) -> tor
 
 
 class FourierPositionalEncoding(nn.Module):
-    """Learned Fourier features of the 2D position, returned as (cos, sin) for the rotary encoding."""
+    """Learned Fourier features of the 2D position, returned as (cos, signed sin) for the rotary encoding."""
 
     def __init__(self, in_dim: int, head_dim: int):
         super().__init__()
         self.Wr = nn.Linear(in_dim, head_dim // 2, bias=False)
+        # The rotary turn of a channel pair (x0, x1) -> (-x1, x0) is a swap and a sign; the sign goes into the
+        # sine here, once per image, instead of a negation in every attention layer.
+        self.register_buffer("pair_sign", torch.tensor([-1.0, 1.0]).repeat(head_dim // 2), persistent=False)
 
     def forward(self, kpts: torch.Tensor) -> torch.Tensor:
         proj = self.Wr(kpts)  # (B, N, head_dim/2)
         # Each frequency rotates one pair of channels: repeat to (c0, c0, c1, c1, ...).
         enc = torch.stack([proj.cos(), proj.sin()], 0).unsqueeze(-3)  # (2, B, 1, N, head_dim/2)
-        return enc.repeat_interleave(2, dim=-1)
+        enc = enc.repeat_interleave(2, dim=-1)
+        return torch.stack([enc[0], enc[1] * self.pair_sign])
 
 
-def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
-    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...): the 90-degree turn of each channel pair."""
-    x = x.unflatten(-1, (-1, 2))
-    return torch.stack((-x[..., 1], x[..., 0]), dim=-1).flatten(start_dim=-2)
+def swap_pairs(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (x1, x0, x3, x2, ...): one copy, where stacking the negated halves takes four."""
+    return x.unflatten(-1, (-1, 2)).flip(-1).flatten(start_dim=-2)
 
 
 def apply_rotary(enc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Rotate feature pairs by the rotary positional encoding ``freqs`` (cos and sin stacked)."""
-    return x * enc[0] + rotate_pairs(x) * enc[1]
+    """Rotate feature pairs by the rotary positional encoding (cos and signed sin stacked).
+
+    ``x * cos + (-x1, x0, -x3, x2, ...) * sin``, with the sign already in ``enc[1]``; bit-identical.
+    """
+    return x * enc[0] + swap_pairs(x) * enc[1]
 
 
 def feed_forward(dim: int) -> nn.Sequential:
