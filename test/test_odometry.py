@@ -466,6 +466,20 @@ def test_monocular_turn_while_waiting_for_parallax_is_reported():
     assert not any(results[k].keyframe for k in waiting)  # the parallax keeps accumulating against one keyframe
 
 
+def test_monocular_initialisation_steps_on_instead_of_jumping():
+    """Driving forward slowly, the frames that wait for parallax go out at the start; the frame that initialises
+    must not then jump by the whole baseline they covered (a fusion filter reads that as a 10x speed spike)."""
+    poses = [pose_from([0.0, 0.0, 0.1 * i], [0.0, 0.002 * i, 0.0]) for i in range(30)]
+    world = SyntheticWorld(poses, noise_px=0.3, seed=21)
+    _, results = run_odometry(world, OdometryConfig())
+    first = next(k for k, r in enumerate(results) if r.state == TRACKING)
+    assert first >= 4, [r.reason for r in results]  # it did wait
+    steps = [np.linalg.norm(results[k].pose[:3, 3] - results[k - 1].pose[:3, 3]) for k in range(first, first + 6)]
+    speeds = [np.linalg.norm(results[k].velocity[:3]) for k in range(first, first + 6)]
+    assert steps[0] < 2 * np.median(steps[1:]), np.round(steps, 3)
+    assert speeds[0] < 2 * np.median(speeds[1:]), np.round(speeds, 3)
+
+
 def test_monocular_pure_rotation_rotates_without_translating():
     # The camera pans in place: rotation is observable, translation (and scale) is not.
     poses = [pose_from([0.0, 0.0, 0.0], [0.0, 0.01 * i, 0.003 * i]) for i in range(60)]

@@ -234,6 +234,7 @@ class VisualOdometry:
         self._last_failed = False
         self._scale_source = ""  # SCALE_GROUND once camera_height has set the scale of the current map
         self._ground_anchored = False  # a ground plane has set the scale of the current map (camera_height)
+        self._init_wait: Optional[tuple] = None  # (seed keyframe, parallax px) of the last frame waiting for parallax
         # The ground's normal in the camera frame (a rigid mount keeps it): the y axis until a plane with
         # GROUND_NORMAL_POINTS inliers has been fitted.
         self._ground_normal = np.array([0.0, 1.0, 0.0])
@@ -569,6 +570,7 @@ class VisualOdometry:
         if est.trans_parallax_px < cfg.init_min_parallax_px:
             # Too little translation to fix a scale, but the rotation is measured: a camera that turns while
             # (re)initialising must turn in the odometry too, not jump when parallax finally arrives.
+            self._init_wait = (self._kf, est.trans_parallax_px)
             return self._rotation_only(track, stamp, est, (
                 f"initialising: waiting for parallax ({est.trans_parallax_px:.1f} < {cfg.init_min_parallax_px:g} px)"),
                 may_promote=False)
@@ -581,6 +583,13 @@ class VisualOdometry:
         cov, sigma = geo.pose_covariance(X0[ok], p1[inl][ok], T_kf_cur, camera.K)
         step = _Step(T_kf_cur, cov, est.num_inliers, est.parallax_px, scale_source=SCALE_PRIOR)
         seed_pose, seed_cov = self._kf.pose.copy(), self._kf.cov.copy()  # the keyframe this pair starts from
+        # The frames that waited for parallax went out at the seed's position; the share of this pair's baseline
+        # they had covered (their parallax against this frame's: flow grows with the translation, for the same
+        # points) is taken off the new segment's start, so the published pose steps on instead of jumping.
+        waited = self._init_wait[1] if self._init_wait is not None and self._init_wait[0] is self._kf else 0.0
+        covered = float(np.clip(waited / max(est.trans_parallax_px, 1e-9), 0.0, 1.0))
+        self._init_wait = None
+        prev_pose, prev_stamp, prev_rel_cov = self._pose.copy(), self._last_stamp, self._last_rel_cov
         no_landmarks = np.full(len(ids), -1, np.int64)
         result = self._success(stamp, step, True, reason="initialised (scale: unit baseline)" if first
                                else "re-initialised (scale from the last speed: a prior, not a measurement)",
@@ -588,6 +597,18 @@ class VisualOdometry:
         self._promote_mono(camera, stamp, step, p0, p1, ids, np.zeros(len(ids), bool), no_landmarks,
                            max(sigma, 0.5 * cfg.ransac_threshold_px))
         result = self._ground_scale(result, seed_pose, first=True)
+        if covered > 0:
+            shift = covered * (self._kf.pose[:3, 3] - seed_pose[:3, 3])
+            seed_pose[:3, 3] -= shift
+            self._kf.pose = self._kf.pose.copy()
+            self._kf.pose[:3, 3] -= shift
+            self._pose = self._kf.pose.copy()
+            # The twist of this frame is the step it took, from the last published pose.
+            self._pose, self._last_stamp, self._last_rel_cov = prev_pose, prev_stamp, prev_rel_cov
+            self._update_twist(self._kf.pose, stamp, step.cov)
+            self._pose, self._last_stamp, self._last_rel_cov = self._kf.pose.copy(), stamp, step.cov
+            result.pose, result.velocity = self._pose.copy(), self._velocity.copy()
+            result.twist_covariance = self._twist_cov.copy()
         # A new segment: its window starts with the two keyframes of the initialisation.
         self._window.clear()
         none = np.zeros(0, np.int64)
