@@ -115,9 +115,9 @@ class OdometryConfig(PoseConfig):
     init_min_parallax_px: float = param(10.0, "Monocular: rotation-compensated flow needed to initialise (px).",
                                         lo=0.0, hi=10000.0)
     camera_height: float = param(0.0, "Monocular ground robots: camera height above the ground (m; 0 = off). At "
-                                 "each keyframe a plane fitted to the triangulated points below the horizon sets "
-                                 "the scale so the camera sits this high: metric monocular odometry. Needs a rigid "
-                                 "mount and roughly flat ground in view.", lo=0.0, hi=100.0)
+                                 "each keyframe a plane fitted to the window's points below the camera (within 10 "
+                                 "heights) sets the scale so the camera sits this high: metric monocular odometry. "
+                                 "Needs a rigid mount and roughly flat, textured ground in view.", lo=0.0, hi=100.0)
     bundle_window: int = param(7, "Monocular: keyframes refined together by the windowed bundle adjustment at each "
                                "keyframe (Ceres, robust loss, the oldest keyframe fixed); 0 = off.", lo=0, hi=30)
 
