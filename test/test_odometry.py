@@ -520,14 +520,14 @@ def _world_with_ground(poses, height: float, ground_points: int = 2500, seed: in
 
 
 def test_ground_height_fits_the_road_plane():
-    from lightglue_ros.odometry.odometry import ground_height
+    from lightglue_ros.odometry.odometry import ground_plane
 
     rng = np.random.default_rng(0)
     road = np.c_[rng.uniform(-5, 5, 200), np.full(200, 1.65), rng.uniform(3, 30, 200)]
     clutter = np.c_[rng.uniform(-10, 10, 100), rng.uniform(-4, 1.0, 100), rng.uniform(5, 40, 100)]
-    assert abs(ground_height(np.vstack([road, clutter])) - 1.65) < 1e-6
-    assert abs(ground_height(np.vstack([road, clutter]) * 0.3) - 0.495) < 1e-6  # scales with the map
-    assert ground_height(clutter[clutter[:, 1] < 0]) is None  # nothing below the horizon: no plane
+    assert abs(ground_plane(np.vstack([road, clutter])).height() - 1.65) < 1e-6
+    assert abs(ground_plane(np.vstack([road, clutter]) * 0.3).height() - 0.495) < 1e-6  # scales with the map
+    assert ground_plane(clutter[clutter[:, 1] < 0]) is None  # nothing below the horizon: no plane
 
 
 def _noisy_road(n: int, height: float, rel_depth_noise: float, seed: int) -> np.ndarray:
@@ -553,12 +553,12 @@ def test_ground_plane_from_a_few_noisy_points_along_the_mount_normal():
     errors = []
     for seed in range(20):
         X = _noisy_road(20, 1.65, 0.05, seed)
-        plane = ground_plane(X, np.array([0.0, 1.0, 0.0]))
+        plane = ground_plane(X)
         assert plane is not None, seed  # a band of 5 % of the height finds no plane in most of these
-        errors.append(abs(plane[0] / 1.65 - 1))
+        errors.append(abs(plane.height(np.array([0.0, 1.0, 0.0])) / 1.65 - 1))
     assert np.median(errors) < 0.02 and max(errors) < 0.05, np.round(errors, 3)
     many = ground_plane(_noisy_road(400, 1.65, 0.01, 0))
-    assert many[2] > 300 and abs(many[0] - 1.65) < 0.02 and many[1] @ [0, 1, 0] > np.cos(np.radians(1))
+    assert many.inliers > 300 and abs(many.height() - 1.65) < 0.02 and many.normal @ [0, 1, 0] > np.cos(np.radians(1))
 
 
 def test_camera_height_anchors_when_the_ground_comes_into_view_without_a_jump():

@@ -158,20 +158,39 @@ def _unique(ids: np.ndarray) -> np.ndarray:
     return counts[inverse] == 1
 
 
-def ground_plane(xyz: np.ndarray, normal: Optional[np.ndarray] = None, min_points: int = 15, iterations: int = 200,
-                 seed: int = 0) -> Optional[tuple[float, np.ndarray, int]]:
-    """(height, fitted unit normal, inliers) of the ground plane under the camera (camera frame), or None.
+@dataclass
+class GroundPlane:
+    """A ground fit in the camera frame: its RANSAC inliers and the normal refitted to them (pointing down)."""
+
+    points: np.ndarray  # (N, 3) inliers
+    normal: np.ndarray  # (3,) unit
+
+    @property
+    def inliers(self) -> int:
+        return len(self.points)
+
+    def height(self, normal: Optional[np.ndarray] = None) -> float:
+        """Median distance of the inliers along ``normal`` (the fitted one when None).
+
+        A normal fitted to a few dozen noisy points tilts by a degree or two, which moves the distance of points
+        10 m ahead by 10-20 %, so the caller may pass a better one (the mount's, known from earlier fits). The
+        median: one far point with a wrong depth moves it little.
+        """
+        n = self.normal if normal is None else np.asarray(normal, np.float64) / np.linalg.norm(normal)
+        return float(np.median(np.abs(self.points @ n)))
+
+
+def ground_plane(xyz: np.ndarray, min_points: int = 15, iterations: int = 200,
+                 seed: int = 0) -> Optional[GroundPlane]:
+    """Fit the ground plane under the camera to points in the camera frame; None when there is none.
 
     Candidates are the points in the wedge below the camera where the ground in front of (or behind) a ground
     robot is: within 1 / GROUND_NEAR camera heights ahead or behind (farther, triangulated depths are too
     imprecise) and laterally within GROUND_WEDGE of their depth below the camera, which leaves out most of the
-    parked cars, kerbs and walls beside the path. Then RANSAC over 3-point
-    planes whose normal lies within 25 deg of the camera's y axis (down, optical frame), with an inlier band of
-    GROUND_BAND of the candidate height, and a least-squares refit of the normal on the inliers. The height is
-    the median distance of the inliers along ``normal`` (the fitted one when None): a normal fitted to a few
-    dozen noisy points tilts by a degree or two, which moves the distance of points 10 m ahead by 10-20 %, so
-    the caller may pass a better one (the mount's, known from earlier fits). None when fewer than
-    ``min_points`` points support a plane (no ground in view: sky, a wall, a car filling the image).
+    parked cars, kerbs and walls beside the path. Then RANSAC over 3-point planes whose normal lies within 25 deg
+    of the camera's y axis (down, optical frame), with an inlier band of GROUND_BAND of the candidate height, and
+    a least-squares refit of the normal on the inliers. None when fewer than ``min_points`` points support a
+    plane (no ground in view: sky, a wall, a car filling the image).
     """
     X = np.asarray(xyz, np.float64).reshape(-1, 3)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -200,19 +219,7 @@ def ground_plane(xyz: np.ndarray, normal: Optional[np.ndarray] = None, min_point
         return None
     P = X[best]
     fitted = np.linalg.svd(P - P.mean(axis=0))[2][-1]
-    fitted = fitted if fitted[1] > 0 else -fitted  # pointing down, towards the ground
-    use = fitted if normal is None else np.asarray(normal, np.float64) / np.linalg.norm(normal)
-    # The median: one far point with a wrong depth moves it little.
-    return float(np.median(np.abs(P @ use))), fitted, best_n
-
-
-def ground_height(xyz: np.ndarray, min_points: int = 15, iterations: int = 200, seed: int = 0) -> Optional[float]:
-    """Distance of the camera to the ground plane fitted to points below the horizon (camera frame), or None.
-
-    `ground_plane` with the fitted normal.
-    """
-    plane = ground_plane(xyz, None, min_points, iterations, seed)
-    return None if plane is None else plane[0]
+    return GroundPlane(P, fitted if fitted[1] > 0 else -fitted)
 
 
 class VisualOdometry:
@@ -733,20 +740,17 @@ class VisualOdometry:
         kf = self._kf
         if first:
             self._ground_anchored = False  # a new map: its scale is the prior until a plane is seen
-        candidates = self._ground_candidates(first)
-        plane = ground_plane(candidates, self._ground_normal)
-        if plane is not None and plane[2] >= GROUND_NORMAL_POINTS:
-            # Enough points to trust the fitted normal: it is the mount's, kept for the fits with few points
-            # (the same seeded RANSAC, so the same inliers, measured along it).
-            self._ground_normal = plane[1]
-            plane = ground_plane(candidates, plane[1])
-        height = None if plane is None else plane[0]
+        plane = ground_plane(self._ground_candidates(first))
+        if plane is not None and plane.inliers >= GROUND_NORMAL_POINTS:
+            # Enough points to trust the fitted normal: it is the mount's, kept for the fits with few points.
+            self._ground_normal = plane.normal
+        height = None if plane is None else plane.height(self._ground_normal)
         why = "no ground plane in view"
-        if height is not None and self._ground_anchored and plane[2] < GROUND_TRUST_POINTS \
+        if height is not None and self._ground_anchored and plane.inliers < GROUND_TRUST_POINTS \
                 and abs(np.log(h / height)) > np.log(GROUND_MAX_DISAGREEMENT):
             # Between two keyframes the landmark scale drifts by percents; a plane of a few points that puts the
             # camera 25 % off is more likely something else (measured on the drive: 16 points put it at 4.6 m).
-            height, why = None, f"ground plane of {plane[2]} points disagrees with the map's scale: ignored"
+            height, why = None, f"ground plane of {plane.inliers} points disagrees with the map's scale: ignored"
         if height is None:
             self._scale_source = SCALE_PRIOR if first else SCALE_LANDMARKS
             result.scale_source = self._scale_source
