@@ -601,7 +601,7 @@ class VisualOdometry:
         waited = self._init_wait[1] if self._init_wait is not None and self._init_wait[0] is self._kf else 0.0
         covered = float(np.clip(waited / max(est.trans_parallax_px, 1e-9), 0.0, 1.0))
         self._init_wait = None
-        prev_pose, prev_stamp, prev_rel_cov = self._pose.copy(), self._last_stamp, self._last_rel_cov
+        published = (self._pose.copy(), self._last_stamp, self._last_rel_cov)  # the last frame that went out
         no_landmarks = np.full(len(ids), -1, np.int64)
         result = self._success(stamp, step, True, reason="initialised (scale: unit baseline)" if first
                                else "re-initialised (scale from the last speed: a prior, not a measurement)",
@@ -615,10 +615,7 @@ class VisualOdometry:
             self._kf.pose = self._kf.pose.copy()
             self._kf.pose[:3, 3] -= shift
             self._pose = self._kf.pose.copy()
-            # The twist of this frame is the step it took, from the last published pose.
-            self._pose, self._last_stamp, self._last_rel_cov = prev_pose, prev_stamp, prev_rel_cov
-            self._update_twist(self._kf.pose, stamp, step.cov)
-            self._pose, self._last_stamp, self._last_rel_cov = self._kf.pose.copy(), stamp, step.cov
+            self._update_twist(self._pose, stamp, step.cov, published)  # the step it took from the last one out
             result.pose, result.velocity = self._pose.copy(), self._velocity.copy()
             result.twist_covariance = self._twist_cov.copy()
         # A new segment: its window starts with the two keyframes of the initialisation.
@@ -848,20 +845,24 @@ class VisualOdometry:
                 self._kf = None
         return self._result(stamp, updated=False, keyframe=False, inliers=0)
 
-    def _update_twist(self, pose: np.ndarray, stamp: float, rel_cov: np.ndarray) -> None:
-        """Velocity of the current camera in its own frame from the motion since the last posed frame."""
-        dt = stamp - self._last_stamp if self._last_stamp is not None else 0.0
+    def _update_twist(self, pose: np.ndarray, stamp: float, rel_cov: np.ndarray, prev: Optional[tuple] = None) -> None:
+        """Velocity of the current camera in its own frame from the motion since the last posed frame.
+
+        ``prev``: (pose, stamp, relative covariance) of that frame; None = the odometry's current state.
+        """
+        prev_pose, prev_stamp, prev_rel_cov = prev or (self._pose, self._last_stamp, self._last_rel_cov)
+        dt = stamp - prev_stamp if prev_stamp is not None else 0.0
         if dt <= 0:
             self._velocity = np.zeros(6)
             self._twist_cov = np.eye(6) * self.config.lost_covariance
             return
-        T = invert_T(self._pose) @ pose  # T_prev_cur
+        T = invert_T(prev_pose) @ pose  # T_prev_cur
         R_cur_prev = T[:3, :3].T
         v = R_cur_prev @ T[:3, 3] / dt
         w = R_cur_prev @ so3_log(T[:3, :3]) / dt
         self._velocity = np.concatenate([v, w])
         # Both poses are measured against the same keyframe with similar errors: a first-order, independent sum.
-        self._twist_cov = (rel_cov + self._last_rel_cov) / dt ** 2 + np.eye(6) * 1e-12
+        self._twist_cov = (rel_cov + prev_rel_cov) / dt ** 2 + np.eye(6) * 1e-12
 
     def _result(self, stamp: float, updated: bool, keyframe: bool, inliers: int) -> OdometryResult:
         cov = self._cov.copy()
