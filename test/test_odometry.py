@@ -599,6 +599,7 @@ def test_camera_height_makes_monocular_metric():
     print(f"camera_height: scale {scale:.4f}, SE(3) ATE {100 * err / length:.3f}% over {length:.1f} m")
     assert abs(scale - 1.0) < 0.02 and err / length < 0.03
     assert {r.scale_source for r in results[tracked[0] + 5:]} == {"ground"}
+    assert results[tracked[0]].reason == "initialised (scale: the ground plane at camera_height)"
 
 
 def test_camera_height_without_ground_falls_back_and_says_so():

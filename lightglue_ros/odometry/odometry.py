@@ -609,6 +609,8 @@ class VisualOdometry:
         self._promote_mono(camera, stamp, step, p0, p1, ids, np.zeros(len(ids), bool), no_landmarks,
                            max(sigma, 0.5 * cfg.ransac_threshold_px))
         result = self._ground_scale(result, seed_pose, first=True)
+        if result.scale_source == SCALE_GROUND:  # camera_height defined the first baseline, not the prior
+            result.reason = f"{'initialised' if first else 're-initialised'} (scale: the ground plane at camera_height)"
         if covered > 0:
             shift = covered * (self._kf.pose[:3, 3] - seed_pose[:3, 3])
             seed_pose[:3, 3] -= shift
@@ -757,7 +759,6 @@ class VisualOdometry:
         if self._ground_anchored:
             r = float(np.clip(r ** GROUND_GAIN, 0.8, 1.25))
         if first:  # the first step stretches by r about the previous keyframe's centre: it defines the scale
-            result.reason = result.reason.split(" (scale:")[0] + " (scale: the ground plane at camera_height)"
             kf.pose = kf.pose.copy()
             kf.pose[:3, 3] = T_w_prev[:3, 3] + r * (kf.pose[:3, 3] - T_w_prev[:3, 3])
             self._pose = kf.pose.copy()
