@@ -499,13 +499,17 @@ def format_frontend(res: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_frontend(args) -> int:
-    """Run `bench frontend`."""
-    res = run_frontend_bench(args)
-    print(format_frontend(res))
+def _report(args, res: dict, fmt) -> int:
+    """Print a bench's table (``fmt(res)``) and write its results to ``--json`` when given; exit code 0."""
+    print(fmt(res))
     if args.json:
         evaluate.write_json(args.json, res)
     return 0
+
+
+def cmd_frontend(args) -> int:
+    """Run `bench frontend`."""
+    return _report(args, run_frontend_bench(args), format_frontend)
 
 
 # ---------------------------------------------------------------------------------------------------- accuracy
@@ -642,11 +646,7 @@ def format_accuracy(res: dict) -> str:
 
 def cmd_accuracy(args) -> int:
     """Run `bench accuracy`."""
-    res = run_accuracy_bench(args)
-    print(format_accuracy(res))
-    if args.json:
-        evaluate.write_json(args.json, res)
-    return 0
+    return _report(args, run_accuracy_bench(args), format_accuracy)
 
 
 # ---------------------------------------------------------------------------------------------------- chain
@@ -717,11 +717,7 @@ def format_chain(res: dict) -> str:
 
 def cmd_chain(args) -> int:
     """Run `bench chain`."""
-    res = run_chain_bench(args)
-    print(format_chain(res))
-    if args.json:
-        evaluate.write_json(args.json, res)
-    return 0
+    return _report(args, run_chain_bench(args), format_chain)
 
 
 # ---------------------------------------------------------------------------------------------------- parser
