@@ -109,6 +109,20 @@ class MatchResult:
     prune_layer1: torch.Tensor = field(default=None)
 
 
+@dataclass
+class Prepared:
+    """One image's matcher inputs that do not depend on the other image (``LightGlue.prepare``).
+
+    ``first_self`` is the first layer's self-attention of all the image's points, filled by the first match that
+    computes it (an unmasked one): a keyframe matched against many frames runs it once, and a frame matched as
+    current runs it in that match and reuses it as the next reference.
+    """
+
+    x: torch.Tensor  # (1, N, width) projected descriptors
+    enc: torch.Tensor  # rotary positional encoding (cos, signed sin)
+    first_self: Optional[torch.Tensor] = None
+
+
 def normalize_keypoints(kpts: torch.Tensor, size: Optional[torch.Tensor]) -> torch.Tensor:
     """Pixels -> roughly [-1, 1], centred on the image and scaled by its longer side (aspect kept)."""
     if size is None:
@@ -360,19 +374,27 @@ class LightGlue(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def prepare(self, kpts: torch.Tensor, desc: torch.Tensor, size: Optional[torch.Tensor]):
-        """Do the per-image work that does not depend on the other image.
+    def prepare(self, kpts: torch.Tensor, desc: torch.Tensor, size: Optional[torch.Tensor]) -> Prepared:
+        """Do the per-image work that does not depend on the other image: projection and positional encoding.
 
-        That is the projection, the positional encoding and the first layer's self-attention: it is the last
-        step before the images meet in cross-attention. Returns ``(x, enc, x_self)``. The streaming front end
-        caches this per frame, so a keyframe matched against many frames runs its first self-attention once
-        (the same tensors as computing it in ``forward``; masks are applied before the first layer, so a
-        masked image recomputes it from ``x``).
+        The streaming front end caches the result per frame; ``forward`` adds the first self-attention to it
+        (see `Prepared`).
         """
         kpts = kpts.reshape(1, -1, 2).float()
         desc = desc.reshape(1, kpts.shape[1], desc.shape[-1])
-        x, enc = self.input_proj(desc), self.posenc(normalize_keypoints(kpts, size))
-        return x, enc, self.transformers[0].self_attn(x, enc) if x.shape[1] > 0 else x
+        return Prepared(self.input_proj(desc), self.posenc(normalize_keypoints(kpts, size)))
+
+    def _first_self_attention(self, prepared: Prepared, x: torch.Tensor, enc: torch.Tensor, masked: bool):
+        """The first layer's self-attention of ``x``: cached in ``prepared`` for all points, recomputed for a mask.
+
+        A masked point must not be attended to from the first layer on, so a masked image runs it on the points
+        left and leaves the cache alone.
+        """
+        if masked:
+            return self.transformers[0].self_attn(x, enc)
+        if prepared.first_self is None:
+            prepared.first_self = self.transformers[0].self_attn(x, enc)
+        return prepared.first_self
 
     @torch.inference_mode()
     def forward(
@@ -390,8 +412,9 @@ class LightGlue(nn.Module):
     ) -> MatchResult:
         """Match two keypoint sets. ``size`` = (w, h) of each image; ``mask`` True = valid point."""
         n0, n1 = kpts0.reshape(-1, 2).shape[0], kpts1.reshape(-1, 2).shape[0]
-        x0, enc0, self0 = prepared0 if prepared0 is not None else self.prepare(kpts0, desc0, size0)
-        x1, enc1, self1 = prepared1 if prepared1 is not None else self.prepare(kpts1, desc1, size1)
+        prepared0 = prepared0 if prepared0 is not None else self.prepare(kpts0, desc0, size0)
+        prepared1 = prepared1 if prepared1 is not None else self.prepare(kpts1, desc1, size1)
+        x0, enc0, x1, enc1 = prepared0.x, prepared0.enc, prepared1.x, prepared1.enc
         device = x0.device
         ind0 = torch.arange(n0, device=device)
         ind1 = torch.arange(n1, device=device)
@@ -399,12 +422,11 @@ class LightGlue(nn.Module):
             ind0 = ind0[mask0.reshape(-1).to(device).bool()]
         if mask1 is not None:
             ind1 = ind1[mask1.reshape(-1).to(device).bool()]
-        # A masked point must not be attended to from the first layer on: the masked image's cached first
-        # self-attention saw it, so that image runs its first layer again on the points left.
-        if mask0 is not None and len(ind0) < n0:
-            x0, enc0, self0 = x0[:, ind0], enc0[..., ind0, :], None
-        if mask1 is not None and len(ind1) < n1:
-            x1, enc1, self1 = x1[:, ind1], enc1[..., ind1, :], None
+        masked0, masked1 = len(ind0) < n0, len(ind1) < n1
+        if masked0:
+            x0, enc0 = x0[:, ind0], enc0[..., ind0, :]
+        if masked1:
+            x1, enc1 = x1[:, ind1], enc1[..., ind1, :]
         valid0, valid1 = len(ind0), len(ind1)
         layers_run0 = torch.zeros(n0, dtype=torch.long, device=device)
         layers_run1 = torch.zeros(n1, dtype=torch.long, device=device)
@@ -418,10 +440,9 @@ class LightGlue(nn.Module):
             if x0.shape[1] == 0 or x1.shape[1] == 0:
                 break
             if layer == 0:
-                block = self.transformers[0]
-                x0 = self0 if self0 is not None else block.self_attn(x0, enc0)
-                x1 = self1 if self1 is not None else block.self_attn(x1, enc1)
-                x0, x1 = block.cross_attn(x0, x1)
+                x0 = self._first_self_attention(prepared0, x0, enc0, masked0)
+                x1 = self._first_self_attention(prepared1, x1, enc1, masked1)
+                x0, x1 = self.transformers[0].cross_attn(x0, x1)
             else:
                 x0, x1 = self.transformers[layer](x0, x1, enc0, enc1)
             layers_run0[ind0] += 1
