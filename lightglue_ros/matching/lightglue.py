@@ -385,7 +385,7 @@ class LightGlue(nn.Module):
         return Prepared(self.input_proj(desc), self.posenc(normalize_keypoints(kpts, size)))
 
     def _first_self_attention(self, prepared: Prepared, x: torch.Tensor, enc: torch.Tensor, masked: bool):
-        """The first layer's self-attention of ``x``: cached in ``prepared`` for all points, recomputed for a mask.
+        """Return the first layer's self-attention of ``x``: cached in ``prepared``, recomputed for a mask.
 
         A masked point must not be attended to from the first layer on, so a masked image runs it on the points
         left and leaves the cache alone.
