@@ -149,7 +149,8 @@ def test_static_mask_file_and_config_errors(tmp_path, frames):
     r = fe.track(frames[1].image)
     assert r.ok and (r.points1[:, 1] < h // 2 + 1).all()
     for bad in (dict(backend="superpoint"), dict(static_mask=str(tmp_path / "missing.png")), dict(device="tpu"),
-                dict(precision="int4"), dict(max_keypoints=0), dict(backend="lightglue", detector="harris")):
+                dict(precision="int4"), dict(precision="bf16"), dict(max_keypoints=0),
+                dict(backend="lightglue", detector="harris")):
         with pytest.raises(FrontEndError):
             FrontEnd(FrontEndConfig(**{"backend": "orb", **bad}))
 

@@ -368,6 +368,42 @@ def test_adaptive_depth_and_width_act_on_real_pairs(xfeat_pairs):
     assert min(stops) < 6, stops
 
 
+def test_round_up_kept_adds_the_most_matchable_dropped_points():
+    from lightglue_ros.matching.lightglue import round_up_kept
+
+    prob = torch.linspace(0, 1, 100)
+    keep = torch.zeros(100, dtype=torch.bool)
+    keep[[0, 1, 2, 3, 4]] = True  # the least matchable five: kept as unsure, say
+    out = round_up_kept(keep, prob, 32)
+    assert int(out.sum()) == 32 and out[:5].all() and out[-27:].all() and not keep[5:].any()  # input untouched
+    assert round_up_kept(out, prob, 32) is out  # already a multiple
+    keep = torch.ones(40, dtype=torch.bool)
+    keep[:5] = False
+    assert round_up_kept(keep, torch.rand(40), 32).all()  # rounded past the count: all points, never more
+
+
+def test_bf16_attention_keeps_the_matches_and_rounds_the_pruned_counts(xfeat_pairs):
+    """attention_precision bf16: the attention calls in bf16, the point counts after pruning multiples of
+    PRUNE_BUCKET (so the bf16 kernels' shapes recur), and the matches nearly fp32's on real pairs."""
+    from lightglue_ros.matching.lightglue import PRUNE_BUCKET
+
+    fp32 = LightGlue(LightGlueConfig(features="xfeat", depth_confidence=0.95, width_confidence=0.95))
+    bf16 = LightGlue(LightGlueConfig(features="xfeat", depth_confidence=0.95, width_confidence=0.95,
+                                     attention_precision="bf16"))
+    assert all(layer.self_attn.attention_dtype == torch.bfloat16 for layer in bf16.transformers)
+    for name, f0, f1 in xfeat_pairs:
+        a, b = match_ours(fp32, f0, f1), match_ours(bf16, f0, f1)
+        assert abs(a.stop_layer - b.stop_layer) <= 1, name
+        am, bm = {tuple(m) for m in a.matches.tolist()}, {tuple(m) for m in b.matches.tolist()}
+        assert len(am & bm) >= 0.9 * len(am), (name, len(am), len(bm), len(am & bm))
+        for layers in (b.prune_layer0, b.prune_layer1):
+            for layer in range(2, b.stop_layer + 1):  # points that took part in layer `layer` (1-based)
+                n = int((layers >= layer).sum())
+                assert n % PRUNE_BUCKET == 0 or n == len(layers), (name, layer, n)
+    with pytest.raises(ValueError, match="attention_precision"):
+        LightGlueConfig(features="xfeat", attention_precision="fp8")
+
+
 def test_matcher_empty_and_few_points(xfeat_pairs):
     _, f0, f1 = xfeat_pairs[0]
     lg = LightGlue(LightGlueConfig(features="xfeat"))
@@ -378,6 +414,22 @@ def test_matcher_empty_and_few_points(xfeat_pairs):
 
 
 # ---------------------------------------------------------------------------------------------------- backend
+def test_precision_auto_is_bf16_for_xfeat_only_on_a_cpu_with_amx():
+    from lightglue_ros.matching.backends import FrontEndError, cpu_has_bf16_matrix_units, resolve_precision
+
+    cpu = torch.device("cpu")
+    amx = cpu_has_bf16_matrix_units()
+    assert resolve_precision("auto", cpu, "xfeat") == (torch.bfloat16 if amx else torch.float32)
+    for backend in ("lightglue", "orb", "hf"):
+        assert resolve_precision("auto", cpu, backend) == torch.float32
+    assert resolve_precision("bf16", cpu, "xfeat") == torch.bfloat16  # asked for: also without AMX
+    assert resolve_precision("fp32", cpu, "xfeat") == torch.float32
+    for name, device, backend in (("bf16", cpu, "lightglue"), ("bf16", torch.device("cuda"), "xfeat"),
+                                  ("int8", cpu, "xfeat")):
+        with pytest.raises(FrontEndError, match="precision"):
+            resolve_precision(name, device, backend)
+
+
 @pytest.fixture(scope="module")
 def backend():
     from lightglue_ros.matching.frontend import FrontEndConfig
@@ -459,8 +511,8 @@ def test_backend_masked_points_are_never_matched(backend, images):
 
 
 def test_backend_bf16_extraction_keeps_fp32_positions_and_matches(images):
-    """A bf16 backend (autocast) extracts in bf16, but positions, descriptor reads and the matcher stay fp32 on a
-    CPU; the matches are mostly those of fp32."""
+    """A bf16 backend extracts under bf16 autocast, but positions, descriptor reads and the matcher stay fp32 on a
+    CPU except the matcher's attention calls; the matches are mostly those of fp32."""
     from lightglue_ros.matching.frontend import FrontEndConfig
     from lightglue_ros.matching.xfeat_backend import XFeatBackend
 
@@ -471,6 +523,7 @@ def test_backend_bf16_extraction_keeps_fp32_positions_and_matches(images):
         fe.track(images["tum0"])
     ra, rb = ma.track(images["tum1"]), mb.track(images["tum1"])
     assert rb.ok and rb.kpts1.dtype == np.float32 and mb.last.data["desc"].dtype == torch.float32
+    assert bf16.matcher.conf.attention_precision == "bf16" and fp32.matcher.conf.attention_precision == "fp32"
     pa = {tuple(p) for p in np.concatenate([ra.points0, ra.points1], 1).tolist()}
     pb = {tuple(p) for p in np.concatenate([rb.points0, rb.points1], 1).tolist()}
     assert len(pa & pb) >= 0.6 * len(pa), (len(pa), len(pb), len(pa & pb))

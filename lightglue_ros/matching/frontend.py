@@ -29,7 +29,7 @@ from lightglue_ros.core.config import param
 from lightglue_ros.core.image import check_image, normalise_channels, to_grey, to_uint8
 from lightglue_ros.core.types import Telemetry, TrackResult
 from lightglue_ros.matching.backends import (Backend, FrameFeatures, FrontEndError, LightGlueBackend, OpenCVBackend,
-                                             resolve_device, resolve_precision)
+                                             PRECISIONS, resolve_device, resolve_precision)
 
 BACKENDS = ("lightglue", "xfeat", "orb", "sift", "hf")
 DETECTORS = ("aliked", "dog")  # where the LightGlue backend puts its keypoints (ALIKED describes both)
@@ -65,8 +65,9 @@ class FrontEndConfig:
                                     lo=-1.0, hi=1.0)
     filter_threshold: float = param(0.1, "Minimum match score kept.", lo=0.0, hi=1.0)
     device: str = param("auto", "Torch device: auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    precision: str = param("auto", "Inference precision: auto, fp32 or fp16 (CUDA only).",
-                           choices=("auto", "fp32", "fp16"))
+    precision: str = param("auto", "Inference precision: auto (fp16 on CUDA; bf16 for xfeat on a CPU with AMX; "
+                           "else fp32), fp32, fp16 (CUDA only) or bf16 (xfeat on a CPU only).",
+                           choices=PRECISIONS)
     num_threads: int = param(0, "Torch CPU threads (0 = torch default).", lo=0, hi=256)
     weights: str = param("", "LightGlue checkpoint path ('' = find the installed one).")
     aliked_weights: str = param("", "ALIKED checkpoint path ('' = find the installed one).")
@@ -136,7 +137,7 @@ class FrontEnd:
                                 f"got {config.max_keypoints}")
         device = resolve_device(config.device)  # validated for every backend: a typo must not pass silently
         self.device = device if config.backend in LEARNED else torch.device("cpu")
-        self.dtype = resolve_precision(config.precision, self.device)
+        self.dtype = resolve_precision(config.precision, self.device, config.backend)
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         self.static_mask = load_mask_image(config.static_mask)

@@ -403,10 +403,14 @@ def run_frontend_bench(args) -> dict:
             extraction["reference_ms"] = _median(ext_t.extract)
     if "xfeat" in specs:
         xbase = dataclasses.replace(base, backend="xfeat", detection_threshold=0.0)
-        for label, cfg, what in (
-                ("xfeat streaming adaptive", xbase, "as shipped"),
-                ("xfeat streaming full", dataclasses.replace(xbase, depth_confidence=-1, width_confidence=-1),
-                 "all 6 layers, no pruning")):
+        variants = [("xfeat streaming adaptive", xbase, "as shipped"),
+                    ("xfeat streaming full", dataclasses.replace(xbase, depth_confidence=-1, width_confidence=-1),
+                     "all 6 layers, no pruning")]
+        if _precisions(args.precision, device)["ours_xfeat"] == "bf16":
+            # What bf16 (extraction + attention) buys, side by side with the same settings in fp32.
+            variants.insert(1, ("xfeat streaming adaptive fp32", dataclasses.replace(xbase, precision="fp32"),
+                                "as shipped, but fp32"))
+        for label, cfg, what in variants:
             rows.append(row_from(label, bench_streaming(frames, cfg, args.runs),
                                  f"XFeat + LighterGlue, {what}"))
             rows[-1].baseline = XFEAT_REFERENCE
@@ -440,16 +444,22 @@ def run_frontend_bench(args) -> dict:
 def _precisions(requested: str, device: str) -> dict:
     """Name the precision each side really computes in.
 
-    Ours follows --precision (auto = fp16 on CUDA); the reference keeps its defaults (fp32; its mixed precision
-    only with --precision fp16), as its users run it.
+    Ours follows --precision per backend (auto = fp16 on CUDA, bf16 for xfeat on a CPU with AMX); the references
+    keep their defaults (fp32; LightGlue's mixed precision only with --precision fp16), as their users run them.
     """
     import torch
 
-    from lightglue_ros.matching.backends import resolve_precision
+    from lightglue_ros.matching.backends import FrontEndError, resolve_precision
 
-    ours = "fp16" if resolve_precision(requested, torch.device(device)) == torch.float16 else "fp32"
+    def name(backend: str) -> str:
+        try:
+            dtype = resolve_precision(requested, torch.device(device), backend)
+        except FrontEndError:
+            return "n/a"
+        return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+
     ref = "fp16 (mp)" if requested == "fp16" and device == "cuda" else "fp32"
-    return {"requested": requested, "ours": ours, "reference": ref}
+    return {"requested": requested, "ours": name("lightglue"), "ours_xfeat": name("xfeat"), "reference": ref}
 
 
 def _adaptive_gain(rows: list) -> dict:
@@ -476,15 +486,16 @@ def format_frontend(res: dict) -> str:
         f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), torch {m['torch']} with "
         f"{m['torch_threads']} threads, device {m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else ""),
         f"{res['reference_note']}",
-        f"precision: ours {res['precision']['ours']}, reference {res['precision']['reference']}",
+        f"precision: ours {res['precision']['ours']} (xfeat {res['precision'].get('ours_xfeat', '?')}), "
+        f"reference {res['precision']['reference']}",
         f"{res['sequence']}: {res['frames']} frames {res['size'][0]}x{res['size'][1]}, max {res['max_keypoints']} "
         f"keypoints, {res['runs']} run(s), {res['warmup_frames']} warm-up frames run first, not timed; "
         "median ms per frame",
-        f"{'configuration':<28}{'extract':>9}{'match':>9}{'total':>9}{'stop':>6}{'pruned':>8}{'fps':>8}"
+        f"{'configuration':<32}{'extract':>9}{'match':>9}{'total':>9}{'stop':>6}{'pruned':>8}{'fps':>8}"
         f"{'matches':>9}{'x ref':>7}",
     ]
     for r in res["rows"]:
-        lines.append(f"{r['name']:<28}{_fmt(r['extract_ms']):>9}{_fmt(r['match_ms']):>9}{_fmt(r['total_ms']):>9}"
+        lines.append(f"{r['name']:<32}{_fmt(r['extract_ms']):>9}{_fmt(r['match_ms']):>9}{_fmt(r['total_ms']):>9}"
                      f"{_fmt(r['stop_layer']):>6}{_fmt(r['pruned_frac'], '.0%'):>8}{_fmt(r['fps']):>8}"
                      f"{_fmt(r['matches'], '.0f'):>9}{_fmt(r['speedup_vs_ref'], '.2f'):>7}")
     ex = res["extraction"]
@@ -748,7 +759,8 @@ def add_parser(subparsers) -> None:
     f.add_argument("--max-keypoints", type=positive_int, default=1024, metavar="N", help="keypoints (1024)")
     f.add_argument("--runs", type=positive_int, default=3, metavar="R", help="passes over the frames (3)")
     f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    f.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto")
+    f.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                   help="auto: fp16 on CUDA, bf16 for xfeat on a CPU with AMX, else fp32")
     f.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
     f.add_argument("--resize", type=positive_int, metavar="PX", help="resize the long side (default: native)")
     f.add_argument("--backends", default="lightglue,orb,sift", metavar="LIST",
