@@ -602,6 +602,32 @@ def test_camera_height_makes_monocular_metric():
     assert results[tracked[0]].reason == "initialised (scale: the ground plane at camera_height)"
 
 
+def test_camera_height_ignores_a_small_plane_that_disagrees_with_the_anchored_scale():
+    """The road ends 28 m on; later a patch of 20 points 4.6 m below the camera comes into view (on the drive such
+    planes came from a few mis-triangulated points). The anchored scale must not follow it: the frame says the
+    plane was ignored, and the trajectory stays metric. Without the small-plane gate the scale ends at 0.49;
+    with it but the ground searched within 25 deg of the y axis (before GROUND_MAX_TILT_DEG), the old road behind
+    and the patch ahead made one sloped plane of 94 points and the scale ended at 0.82."""
+    poses = _flat_drive()
+    world = _world_with_ground(poses, 1.65)
+    road = world.points[:, 1] == 1.65
+    world.points = world.points[~road | (world.points[:, 2] < 28.0)]
+    rng = np.random.default_rng(7)
+    patch = np.c_[rng.uniform(-2, 2, 20), np.full(20, 4.6), rng.uniform(44.0, 48.0, 20)]
+    world.points = np.vstack([world.points, patch])
+    vo, results = run_odometry(world, OdometryConfig(camera_height=1.65), outlier_frac=0.05)
+    ignored = [k for k, r in enumerate(results) if "disagrees with the map's scale: ignored" in r.reason]
+    assert ignored, "the patch never gave a plane: the test does not test the gate"
+    tracked = [k for k, r in enumerate(results) if r.state == TRACKING]
+    assert any(results[k].scale_source == "ground" for k in tracked if k < ignored[0])
+    after = [k for k in tracked if k >= ignored[0]]
+    est = np.array([results[k].pose[:3, 3] for k in after])
+    gt = np.array([poses[k][:3, 3] for k in after])
+    scale = path_length(est) / path_length(gt)
+    print(f"plane ignored at frames {ignored}; scale after the first {scale:.4f} over {path_length(gt):.1f} m")
+    assert abs(scale - 1.0) < 0.05
+
+
 def test_camera_height_without_ground_falls_back_and_says_so():
     poses = _flat_drive(n=60)
     world = SyntheticWorld(poses, noise_px=0.5, seed=2, extent=((-15.0, 15.0), (-6.0, -0.5), (-4.0, 8.0)))

@@ -84,6 +84,10 @@ GROUND_WEDGE = 3.0
 GROUND_BAND = 0.1
 #: Inliers a ground plane needs before its fitted normal replaces the one kept from earlier fits.
 GROUND_NORMAL_POINTS = 60
+#: Once a normal has been fitted (the mount's), the ground is searched within this tilt of it only. With the
+#: wide search (25 deg about the y axis) old road behind the camera and a few points far below ahead made one
+#: sloped "plane" of 94 points, which then replaced the mount's normal (test_odometry, the small-plane test).
+GROUND_MAX_TILT_DEG = 5.0
 #: Once a map's scale is ground-anchored, a plane with fewer inliers than GROUND_TRUST_POINTS that disagrees with
 #: it by more than GROUND_MAX_DISAGREEMENT is ignored (on the 350-frame drive two 16-17 point planes 2.8x off
 #: dragged the scale 50 % low for 30 frames).
@@ -180,15 +184,15 @@ class GroundPlane:
         return float(np.median(np.abs(self.points @ n)))
 
 
-def ground_plane(xyz: np.ndarray, min_points: int = 15, iterations: int = 200,
-                 seed: int = 0) -> Optional[GroundPlane]:
+def ground_plane(xyz: np.ndarray, min_points: int = 15, iterations: int = 200, seed: int = 0,
+                 normal: Optional[np.ndarray] = None, max_tilt_deg: float = 25.0) -> Optional[GroundPlane]:
     """Fit the ground plane under the camera to points in the camera frame; None when there is none.
 
     Candidates are the points in the wedge below the camera where the ground in front of (or behind) a ground
     robot is: within 1 / GROUND_NEAR camera heights ahead or behind (farther, triangulated depths are too
     imprecise) and laterally within GROUND_WEDGE of their depth below the camera, which leaves out most of the
-    parked cars, kerbs and walls beside the path. Then RANSAC over 3-point planes whose normal lies within 25 deg
-    of the camera's y axis (down, optical frame), with an inlier band of GROUND_BAND of the candidate height, and
+    parked cars, kerbs and walls beside the path. Then RANSAC over 3-point planes whose normal lies within
+    ``max_tilt_deg`` of ``normal`` (default: the camera's y axis, down in the optical frame), with an inlier band of GROUND_BAND of the candidate height, and
     a least-squares refit of the normal on the inliers. None when fewer than ``min_points`` points support a
     plane (no ground in view: sky, a wall, a car filling the image).
     """
@@ -201,12 +205,13 @@ def ground_plane(xyz: np.ndarray, min_points: int = 15, iterations: int = 200,
         return None
     rng = np.random.default_rng(seed)
     best, best_n = None, 0
-    cos_max = np.cos(np.radians(25.0))
+    cos_max = np.cos(np.radians(max_tilt_deg))
+    ref = np.array([0.0, 1.0, 0.0]) if normal is None else np.asarray(normal, np.float64) / np.linalg.norm(normal)
     for _ in range(iterations):
         a, b, c = X[rng.choice(len(X), 3, replace=False)]
         n = np.cross(b - a, c - a)
         norm = np.linalg.norm(n)
-        if norm < 1e-12 or abs(n[1]) / norm < cos_max:
+        if norm < 1e-12 or abs(n @ ref) / norm < cos_max:
             continue
         n /= norm
         d = -n @ a
@@ -250,6 +255,7 @@ class VisualOdometry:
         # The ground's normal in the camera frame (a rigid mount keeps it): the y axis until a plane with
         # GROUND_NORMAL_POINTS inliers has been fitted.
         self._ground_normal = np.array([0.0, 1.0, 0.0])
+        self._ground_normal_fitted = False
         self._window = KeyframeWindow(self.config.bundle_window)  # monocular keyframes for the adjustment
 
     # ---- public state ---------------------------------------------------------------------------------------
@@ -739,10 +745,11 @@ class VisualOdometry:
         kf = self._kf
         if first:
             self._ground_anchored = False  # a new map: its scale is the prior until a plane is seen
-        plane = ground_plane(self._ground_candidates(first))
+        tilt = GROUND_MAX_TILT_DEG if self._ground_normal_fitted else 25.0
+        plane = ground_plane(self._ground_candidates(first), normal=self._ground_normal, max_tilt_deg=tilt)
         if plane is not None and plane.inliers >= GROUND_NORMAL_POINTS:
             # Enough points to trust the fitted normal: it is the mount's, kept for the fits with few points.
-            self._ground_normal = plane.normal
+            self._ground_normal, self._ground_normal_fitted = plane.normal, True
         height = None if plane is None else plane.height(self._ground_normal)
         why = "no ground plane in view"
         if height is not None and self._ground_anchored and plane.inliers < GROUND_TRUST_POINTS \
