@@ -118,10 +118,23 @@ class MatcherNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.settings, fe_cfg, od_cfg = build_configs(declare_all(self))
         self._warn_unknown_overrides()
-        try:  # the weights load here: the slow part of start-up
-            self.pipeline = Pipeline(PipelineConfig(frontend=fe_cfg, odometry=od_cfg))
-        except ValueError as exc:  # FrontEndError and config checks of the core
-            raise ParameterError(str(exc)) from exc
+        # The worker thread builds the pipeline (the weights load there: the slow part of start-up) and is the only
+        # thread that ever runs torch. Once another thread has run a parallel torch op, the worker's inference is
+        # 1.6x slower (measured on 2 cores, xfeat at 640x480: 65 -> 109 ms per frame; a 512x512 matmul in the
+        # main thread is enough), which made a 10 Hz camera drop a fifth of its frames.
+        self.stopping = threading.Event()
+        self._started = threading.Event()  # set at the end of __init__: the worker may take frames
+        self._built = threading.Event()
+        self._build_error: Optional[BaseException] = None
+        self.pipeline: Optional[Pipeline] = None
+        self.worker = threading.Thread(target=self._work, args=(PipelineConfig(frontend=fe_cfg, odometry=od_cfg),),
+                                       name="lightglue_worker", daemon=True)
+        self.worker.start()
+        self._built.wait()
+        if self._build_error is not None:
+            if isinstance(self._build_error, ValueError):  # FrontEndError and config checks of the core
+                raise ParameterError(str(self._build_error)) from self._build_error
+            raise self._build_error
         self.fe_cfg, self.od_cfg = fe_cfg, od_cfg
         self.static_mask = load_mask_file(self.settings.mask_file)
         self.log_cause = CauseLog(self.get_logger())
@@ -138,13 +151,11 @@ class MatcherNode(Node):
         self._lost_since = 0  # frames since tracking was lost (0 = not lost)
         self.mask_msg: Optional[Image] = None
         self.reset_requested = threading.Event()
-        self.stopping = threading.Event()
         self.extrinsic = Extrinsic(self, self.settings)
         self._last_diag = time.monotonic()
         self._make_publishers()
         self._make_subscriptions()
-        self.worker = threading.Thread(target=self._work, name="lightglue_worker", daemon=True)
-        self.worker.start()
+        self._started.set()
         self.get_logger().info(
             f"ready: backend {fe_cfg.backend}, device {self.pipeline_device()}, "
             f"{'RGB-D' if self.settings.use_depth else 'monocular'}, input QoS {self.settings.qos}, "
@@ -233,7 +244,17 @@ class MatcherNode(Node):
         return response
 
     # ---- worker ------------------------------------------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, config: PipelineConfig) -> None:
+        try:
+            self.pipeline = Pipeline(config)
+        except BaseException as exc:  # noqa: BLE001 - handed to __init__, which raises it in the main thread
+            self._build_error = exc
+            return
+        finally:
+            self._built.set()
+        while not self._started.wait(0.1):
+            if self.stopping.is_set():
+                return
         while not self.stopping.is_set():
             item = self.slot.take()
             if item is None:

@@ -284,6 +284,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--backend", default="lightglue", choices=("lightglue", "xfeat", "orb", "sift"))
     p.add_argument("--max-keypoints", type=int, default=256)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads of the node (num_threads)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="the node's precision parameter (default auto)")
     p.add_argument("--sequence", type=int, default=120, help="rendered frames, played back and forth")
     p.add_argument("--step", type=float, default=0.05, help="metres per frame of the synthetic orbit")
     p.add_argument("--fps", type=float, default=10.0, help="stamp rate of the frames")
@@ -311,7 +313,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def node_params(args) -> Dict[str, object]:
     """Return the node's parameters for the run."""
     return {"backend": args.backend, "max_keypoints": args.max_keypoints, "num_threads": args.threads,
-            "diagnostics_period": 0.1, "qos": "reliable"}
+            "precision": args.precision, "diagnostics_period": 0.1, "qos": "reliable"}
 
 
 def run(args) -> Report:
