@@ -478,3 +478,35 @@ def test_collector_records_arrivals_and_keeps_a_bounded_history(ros):
         assert 5 <= len(col.odom) <= 10 and col.odom_stamps()[-1] == pytest.approx(stamps[-1])
     finally:
         ros.node.destroy_publisher(pub)
+
+
+def test_the_worker_thread_builds_the_pipeline_and_start_up_errors_still_raise(ros, monkeypatch):
+    """Torch runs in one thread only: once another thread has run a parallel torch op, the worker's inference is
+    1.6x slower (README, xfeat section), so the worker builds the pipeline. A configuration the pipeline refuses
+    still fails the construction, in the caller's thread, as a ParameterError."""
+    import threading
+
+    from rclpy.parameter import Parameter
+
+    from lightglue_ros.ros.params import ParameterError
+
+    built = []
+
+    class Recording(node_mod.Pipeline):
+        def __init__(self, *args, **kwargs):
+            built.append(threading.current_thread())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(node_mod, "Pipeline", Recording)
+    node = node_mod.MatcherNode(context=ros.context, namespace="/inproc",
+                                parameter_overrides=[Parameter("backend", value="orb")])
+    try:
+        assert built == [node.worker] and node.worker.is_alive() and node.pipeline is not None
+    finally:
+        node.close()
+        node.destroy_node()
+    assert not node.worker.is_alive()
+    with pytest.raises(ParameterError, match="bf16"):
+        node_mod.MatcherNode(context=ros.context, namespace="/inproc2",
+                             parameter_overrides=[Parameter("backend", value="orb"),
+                                                  Parameter("precision", value="bf16")])
