@@ -52,7 +52,8 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
     p.add_argument("--no-refine", dest="refine_matches", action="store_const", const=False,
                    help="lightglue backend: keep the matched points where they were detected (no patch alignment)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
-    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), help="network precision (fp16: CUDA only; bf16: xfeat on a CPU only; auto: see README)")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="network precision (fp16: CUDA only; bf16: xfeat on a CPU only; auto: see README)")
     p.add_argument("--depth-confidence", type=float, metavar="C",
                    help="LightGlue early exit (default 0.95; -1 runs all layers)")
     p.add_argument("--width-confidence", type=float, metavar="C",
