@@ -193,8 +193,8 @@ def ground_plane(xyz: np.ndarray, min_points: int = 15, iterations: int = 200, s
     imprecise) and laterally within GROUND_WEDGE of their depth below the camera, which leaves out most of the
     parked cars, kerbs and walls beside the path. Then RANSAC over 3-point planes whose normal lies within
     ``max_tilt_deg`` of ``normal`` (default: the camera's y axis, down in the optical frame), with an inlier band
-    of GROUND_BAND of the candidate height, and a least-squares refit of the normal on the inliers. None when fewer than ``min_points`` points support a
-    plane (no ground in view: sky, a wall, a car filling the image).
+    of GROUND_BAND of the candidate height, and a least-squares refit of the normal on the inliers. None when
+    fewer than ``min_points`` points support a plane (no ground in view: sky, a wall, a car filling the image).
     """
     X = np.asarray(xyz, np.float64).reshape(-1, 3)
     with np.errstate(invalid="ignore", divide="ignore"):
