@@ -510,3 +510,11 @@ def test_the_worker_thread_builds_the_pipeline_and_start_up_errors_still_raise(r
         node_mod.MatcherNode(context=ros.context, namespace="/inproc2",
                              parameter_overrides=[Parameter("backend", value="orb"),
                                                   Parameter("precision", value="bf16")])
+    # A start-up error after the build (here the node's mask file) ends the worker too: no thread idles on.
+    with pytest.raises(ParameterError, match="mask_file"):
+        node_mod.MatcherNode(context=ros.context, namespace="/inproc3",
+                             parameter_overrides=[Parameter("backend", value="orb"),
+                                                  Parameter("mask_file", value="/nonexistent/mask.png")])
+    assert built[-1].name == "lightglue_worker"
+    built[-1].join(timeout=5.0)
+    assert not built[-1].is_alive()

@@ -123,7 +123,7 @@ class MatcherNode(Node):
         # 1.6x slower (measured on 2 cores, xfeat at 640x480: 65 -> 109 ms per frame; a 512x512 matmul in the
         # main thread is enough), which made a 10 Hz camera drop a fifth of its frames.
         self.stopping = threading.Event()
-        self._started = threading.Event()  # set at the end of __init__: the worker may take frames
+        self._started = threading.Event()  # set once __init__ has set up the rest (or failed: then `stopping` too)
         self._built = threading.Event()
         self._build_error: Optional[BaseException] = None
         self.pipeline: Optional[Pipeline] = None
@@ -135,6 +135,21 @@ class MatcherNode(Node):
             if isinstance(self._build_error, ValueError):  # FrontEndError and config checks of the core
                 raise ParameterError(str(self._build_error)) from self._build_error
             raise self._build_error
+        try:
+            self._set_up(fe_cfg, od_cfg)
+        except BaseException:
+            self.stopping.set()  # the worker, waiting for _started, then ends instead of idling on
+            raise
+        finally:
+            self._started.set()
+        self.get_logger().info(
+            f"ready: backend {fe_cfg.backend}, device {self.pipeline_device()}, "
+            f"{'RGB-D' if self.settings.use_depth else 'monocular'}, input QoS {self.settings.qos}, "
+            f"transport {self.settings.image_transport}")
+
+    # ---- set-up ------------------------------------------------------------------------------------------
+    def _set_up(self, fe_cfg, od_cfg) -> None:
+        """Set up everything but the pipeline: state, publishers, subscriptions (the worker takes frames after)."""
         self.fe_cfg, self.od_cfg = fe_cfg, od_cfg
         self.static_mask = load_mask_file(self.settings.mask_file)
         self.log_cause = CauseLog(self.get_logger())
@@ -155,13 +170,7 @@ class MatcherNode(Node):
         self._last_diag = time.monotonic()
         self._make_publishers()
         self._make_subscriptions()
-        self._started.set()
-        self.get_logger().info(
-            f"ready: backend {fe_cfg.backend}, device {self.pipeline_device()}, "
-            f"{'RGB-D' if self.settings.use_depth else 'monocular'}, input QoS {self.settings.qos}, "
-            f"transport {self.settings.image_transport}")
 
-    # ---- set-up ------------------------------------------------------------------------------------------
     def pipeline_device(self) -> str:
         fe = getattr(self.pipeline, "frontend", None)
         return getattr(fe, "device_name", "?")
@@ -252,9 +261,7 @@ class MatcherNode(Node):
             return
         finally:
             self._built.set()
-        while not self._started.wait(0.1):
-            if self.stopping.is_set():
-                return
+        self._started.wait()  # __init__ has set up the rest, or failed and set `stopping`
         while not self.stopping.is_set():
             item = self.slot.take()
             if item is None:
