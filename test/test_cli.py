@@ -301,10 +301,11 @@ def test_backend_specs_of_bench_accuracy():
 
 def test_cli_choices_match_the_front_end():
     """cli keeps its own copies (so --help imports no torch); they must not drift from the front end's."""
-    from lightglue_ros.tools import cli
-    from lightglue_ros.matching import frontend
+    from lightglue_ros.tools import args, cli
+    from lightglue_ros.matching import backends, frontend
 
     assert cli.BACKENDS == frontend.BACKENDS and cli.DETECTORS == frontend.DETECTORS
+    assert args.PRECISIONS == backends.PRECISIONS
 
 
 def test_pair_errors_undistort_before_the_pose():

@@ -90,7 +90,7 @@ class LightGlueConfig:
     # None = "auto" for aliked/disk (their results stay bit-identical to before) and "fused" for xfeat.
     cross_attention: Optional[str] = None
     # "fp32", or "bf16": the fused attention calls in bf16 (module doc; on a CPU with AMX 3x faster per call, and
-    # over TUM and drive pairs the whole matcher 23-25 % faster with the same pose AUC within noise).
+    # over TUM and drive pairs the whole matcher 19-23 % faster with the same pose AUC within noise).
     attention_precision: str = "fp32"
     weights: str = ""  # explicit checkpoint path; "" = search (see features/weights.py)
 

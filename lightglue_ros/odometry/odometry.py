@@ -84,9 +84,11 @@ GROUND_WEDGE = 3.0
 GROUND_BAND = 0.1
 #: Inliers a ground plane needs before its fitted normal replaces the one kept from earlier fits.
 GROUND_NORMAL_POINTS = 60
-#: Once a normal has been fitted (the mount's), the ground is searched within this tilt of it only. With the
-#: wide search (25 deg about the y axis) old road behind the camera and a few points far below ahead made one
-#: sloped "plane" of 94 points, which then replaced the mount's normal (test_odometry, the small-plane test).
+#: Until a normal has been fitted, the ground is searched within GROUND_SEARCH_TILT_DEG of the camera's y axis (a
+#: camera mounted pitched or rolled); after, within GROUND_MAX_TILT_DEG of the fitted (the mount's) normal. With
+#: the wide search only, old road behind the camera and a few points far below ahead made one sloped "plane" of 94
+#: points, which then replaced the mount's normal (test_odometry, the small-plane test).
+GROUND_SEARCH_TILT_DEG = 25.0
 GROUND_MAX_TILT_DEG = 5.0
 #: Once a map's scale is ground-anchored, a plane with fewer inliers than GROUND_TRUST_POINTS that disagrees with
 #: it by more than GROUND_MAX_DISAGREEMENT is ignored (on the 350-frame drive two 16-17 point planes 2.8x off
@@ -185,7 +187,8 @@ class GroundPlane:
 
 
 def ground_plane(xyz: np.ndarray, min_points: int = 15, iterations: int = 200, seed: int = 0,
-                 normal: Optional[np.ndarray] = None, max_tilt_deg: float = 25.0) -> Optional[GroundPlane]:
+                 normal: Optional[np.ndarray] = None,
+                 max_tilt_deg: float = GROUND_SEARCH_TILT_DEG) -> Optional[GroundPlane]:
     """Fit the ground plane under the camera to points in the camera frame; None when there is none.
 
     Candidates are the points in the wedge below the camera where the ground in front of (or behind) a ground
@@ -745,7 +748,7 @@ class VisualOdometry:
         kf = self._kf
         if first:
             self._ground_anchored = False  # a new map: its scale is the prior until a plane is seen
-        tilt = GROUND_MAX_TILT_DEG if self._ground_normal_fitted else 25.0
+        tilt = GROUND_MAX_TILT_DEG if self._ground_normal_fitted else GROUND_SEARCH_TILT_DEG
         plane = ground_plane(self._ground_candidates(first), normal=self._ground_normal, max_tilt_deg=tilt)
         if plane is not None and plane.inliers >= GROUND_NORMAL_POINTS:
             # Enough points to trust the fitted normal: it is the mount's, kept for the fits with few points.

@@ -1,6 +1,9 @@
 """Argument types shared by the command-line tools (one home, so the tools do not import each other)."""
 import argparse
 
+# = matching.backends.PRECISIONS, kept here so --help imports no torch (test_cli checks they agree).
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
 
 def positive_int(text: str) -> int:
     """Parse an integer > 0 (an argparse type), or fail with a one-line error."""

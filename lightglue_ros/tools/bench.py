@@ -41,7 +41,7 @@ from lightglue_ros.core.errors import UserError
 from lightglue_ros.core.image import image_to_tensor
 from lightglue_ros.geometry.two_view import two_view_config
 from lightglue_ros.eval import metrics as evaluate
-from lightglue_ros.tools.args import positive_int
+from lightglue_ros.tools.args import PRECISIONS, positive_int
 
 WARMUP_FRAMES = 2
 
@@ -373,6 +373,7 @@ def run_frontend_bench(args) -> dict:
     specs = frontend_specs(getattr(args, "backends", "lightglue,orb,sift"))
 
     device = resolve_device(args.device).type  # FrontEndError for a missing CUDA is a one-line user error
+    precisions = _precisions(args.precision, device)
     _set_threads(args.threads)
     frames, name = load_frames(args.source, args.max_frames, args.resize)
     if len(frames) < 2:
@@ -406,7 +407,7 @@ def run_frontend_bench(args) -> dict:
         variants = [("xfeat streaming adaptive", xbase, "as shipped"),
                     ("xfeat streaming full", dataclasses.replace(xbase, depth_confidence=-1, width_confidence=-1),
                      "all 6 layers, no pruning")]
-        if _precisions(args.precision, device)["ours_xfeat"] == "bf16":
+        if precisions["ours_xfeat"] == "bf16":
             # What bf16 (extraction + attention) buys, side by side with the same settings in fp32.
             variants.insert(1, ("xfeat streaming adaptive fp32", dataclasses.replace(xbase, precision="fp32"),
                                 "as shipped, but fp32"))
@@ -435,7 +436,7 @@ def run_frontend_bench(args) -> dict:
         extraction["speedup"] = extraction["reference_ms"] / extraction["ours_ms"]
     return {"source": args.source, "sequence": name, "frames": len(frames), "size": [w, h],
             "max_keypoints": args.max_keypoints, "runs": args.runs, "warmup_frames": WARMUP_FRAMES,
-            "precision": _precisions(args.precision, device), "machine": machine_info(device),
+            "precision": precisions, "machine": machine_info(device),
             "reference_note": note,
             "rows": [dataclasses.asdict(r) for r in rows], "extraction": extraction,
             "adaptive_gain": _adaptive_gain(rows)}
@@ -759,7 +760,7 @@ def add_parser(subparsers) -> None:
     f.add_argument("--max-keypoints", type=positive_int, default=1024, metavar="N", help="keypoints (1024)")
     f.add_argument("--runs", type=positive_int, default=3, metavar="R", help="passes over the frames (3)")
     f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    f.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+    f.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: fp16 on CUDA, bf16 for xfeat on a CPU with AMX, else fp32")
     f.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
     f.add_argument("--resize", type=positive_int, metavar="PX", help="resize the long side (default: native)")

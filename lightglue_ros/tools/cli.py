@@ -23,7 +23,7 @@ from lightglue_ros.core.errors import LightGlueRosError, UserError
 from lightglue_ros.eval import metrics as evaluate
 from lightglue_ros.eval.viz import plot_matches
 from lightglue_ros.odometry.runner import FRAME_COLUMNS, match_pair, run_sequence, summarize, write_frames_csv
-from lightglue_ros.tools.args import positive_int
+from lightglue_ros.tools.args import PRECISIONS, positive_int
 
 PROG = "lightglue-ros"
 BACKENDS = ("lightglue", "xfeat", "orb", "sift", "hf")  # = frontend.BACKENDS / DETECTORS, here so --help needs no torch
@@ -52,7 +52,7 @@ def add_frontend_args(p: argparse.ArgumentParser, max_keypoints_default: Optiona
     p.add_argument("--no-refine", dest="refine_matches", action="store_const", const=False,
                    help="lightglue backend: keep the matched points where they were detected (no patch alignment)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
-    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="network precision (fp16: CUDA only; bf16: xfeat on a CPU only; auto: see README)")
     p.add_argument("--depth-confidence", type=float, metavar="C",
                    help="LightGlue early exit (default 0.95; -1 runs all layers)")

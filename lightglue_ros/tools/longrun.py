@@ -37,6 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from lightglue_ros.tools.args import PRECISIONS
 from lightglue_ros.tools.harness import (STAMP0, Collector, NodeProcess, Player, RosSide, ros_env, start_matcher,
                                          wait_until)
 
@@ -284,7 +285,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--backend", default="lightglue", choices=("lightglue", "xfeat", "orb", "sift"))
     p.add_argument("--max-keypoints", type=int, default=256)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads of the node (num_threads)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="the node's precision parameter (default auto)")
     p.add_argument("--sequence", type=int, default=120, help="rendered frames, played back and forth")
     p.add_argument("--step", type=float, default=0.05, help="metres per frame of the synthetic orbit")
