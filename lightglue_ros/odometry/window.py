@@ -29,8 +29,9 @@ class WindowKeyframe:
 class KeyframeWindow:
     """The last ``size`` keyframes, their observations and the points by track id (world frame)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, max_points: int = 0):
         self.size = size
+        self.max_points = max_points  # 0: every point seen twice enters the adjustment
         self.keyframes: deque = deque(maxlen=max(size, 1))
         self.points: dict = {}
 
@@ -70,20 +71,28 @@ class KeyframeWindow:
         for i in self.points:
             self.points[i] = c + r * (self.points[i] - c)
 
-    def build(self, K: np.ndarray):
-        """(BundleWindow, point ids) of the points seen by >= 2 keyframes, or (None, reason)."""
+    def build(self, K: np.ndarray, image_size: tuple[int, int]):
+        """(BundleWindow, point ids) of the points seen by >= 2 keyframes, or (None, reason).
+
+        With ``max_points`` set, at most that many of them, spread over the image (`_spread`).
+        """
         from lightglue_ros.odometry.bundle import BundleWindow
 
         if len(self.keyframes) < 3:
             return None, "fewer than 3 keyframes in the window"
         count: dict = {}
+        last: dict = {}
         for kf in self.keyframes:
-            for i in kf.obs:
+            for i, p in kf.obs.items():
                 if i in self.points:
                     count[i] = count.get(i, 0) + 1
+                    last[i] = p
         ids = np.array(sorted(i for i, c in count.items() if c >= 2), np.int64)
         if len(ids) == 0:
             return None, "no point seen by two keyframes"
+        if 0 < self.max_points < len(ids):
+            ids = _spread(ids, np.array([count[i] for i in ids.tolist()]), np.array([last[i] for i in ids.tolist()]),
+                          image_size, self.max_points)
         index = {i: k for k, i in enumerate(ids.tolist())}
         kf_idx, pt_idx, uv = [], [], []
         for k, kf in enumerate(self.keyframes):
@@ -99,11 +108,14 @@ class KeyframeWindow:
                               obs_uv=np.asarray(uv, np.float64))
         return window, ids
 
-    def adjust(self, K: np.ndarray, config=None):
-        """Solve the window; on success write poses and points back. Returns (BundleResult or None, reason)."""
+    def adjust(self, K: np.ndarray, image_size: tuple[int, int], config=None):
+        """Solve the window; on success write poses and points back. Returns (BundleResult or None, reason).
+
+        ``image_size``: (width, height) of the undistorted pixels, for the spread of a capped window's points.
+        """
         from lightglue_ros.odometry.bundle import adjust
 
-        window, ids = self.build(K)
+        window, ids = self.build(K, image_size)
         if window is None:
             return None, ids
         res = adjust(window, config)
@@ -124,3 +136,27 @@ class KeyframeWindow:
             return have, None
         X = np.stack([self.points[i] for i in ids[have].tolist()])
         return have, transform(T_kf_w, X)
+
+
+# Cells of the grid over which a capped window's points are spread (columns, rows): ~80x60 px cells at 640x480.
+SPREAD_GRID = (8, 6)
+
+
+def _spread(ids: np.ndarray, count: np.ndarray, uv: np.ndarray, image_size: tuple[int, int], n: int) -> np.ndarray:
+    """The ``n`` of ``ids`` that the adjustment keeps: spread over the image, the most observed first; sorted.
+
+    The adjustment's cost (building, solving, the covariance) grows with its points while its poses settle with a
+    few hundred, so a cap trades little accuracy for time; but which points stay matters. Points far from each
+    other in the image constrain rotation and translation in different directions, and a point seen by more
+    keyframes ties more poses together. So the points are binned by their newest pixel (``uv``) on
+    `SPREAD_GRID`, ranked within each cell by ``count`` (keyframes that see them), and taken rank by rank: every
+    cell's best point, then every cell's second, and so on (ties go to the points seen most).
+    """
+    grid = np.array(SPREAD_GRID)
+    cell_xy = np.clip((uv / np.maximum(np.asarray(image_size, np.float64), 1.0) * grid).astype(np.int64), 0, grid - 1)
+    cell = cell_xy[:, 0] * grid[1] + cell_xy[:, 1]
+    order = np.lexsort((-count, cell))  # by cell, the most observed first within it
+    starts = np.flatnonzero(np.r_[True, np.diff(cell[order]) != 0])
+    rank = np.empty(len(ids), np.int64)
+    rank[order] = np.arange(len(ids)) - np.repeat(starts, np.diff(np.r_[starts, len(ids)]))
+    return np.sort(ids[np.lexsort((-count, rank))[:n]])
