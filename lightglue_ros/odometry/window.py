@@ -143,7 +143,7 @@ SPREAD_GRID = (8, 6)
 
 
 def _spread(ids: np.ndarray, count: np.ndarray, uv: np.ndarray, image_size: tuple[int, int], n: int) -> np.ndarray:
-    """The ``n`` of ``ids`` that the adjustment keeps: spread over the image, the most observed first; sorted.
+    """Pick the ``n`` of ``ids`` that the adjustment keeps: spread over the image, the most observed first; sorted.
 
     The adjustment's cost (building, solving, the covariance) grows with its points while its poses settle with a
     few hundred, so a cap trades little accuracy for time; but which points stay matters. Points far from each
